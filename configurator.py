@@ -1,0 +1,67 @@
+"""
+Command-line overrides for train.py's settings, the nanoGPT way:
+
+    python3 train.py config/my_run.py --batch_size=32 --compile=False
+
+An argument without "=" is a Python config file whose top-level assignments become settings;
+"--key=value" overrides one setting. Values are parsed as Python literals (so 3e-4, False, 'cpu')
+and fall back to a plain string (string settings always take the text). Every key must already exist with the same type (an int is
+accepted for a float). Anything else is a one-line error and exit status 2.
+"""
+
+import sys
+import types
+from ast import literal_eval
+
+
+def die(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(2)
+
+
+def _set(config, key, value, where):
+    if key not in config:
+        die(f"unknown setting '{key}' ({where}); known settings: {', '.join(sorted(config))}")
+    old = config[key]
+    if isinstance(old, float) and type(value) is int:
+        value = float(value)
+    if type(value) is not type(old):
+        die(f"setting '{key}' ({where}) must be of type {type(old).__name__}, "
+            f"got {type(value).__name__} {value!r}")
+    config[key] = value
+
+
+def configure(config, argv):
+    """Apply config files and --key=value overrides from argv to the dict config (in place)."""
+    for arg in argv:
+        if "=" not in arg:
+            if arg.startswith("-"):
+                die(f"bad argument '{arg}': use --key=value")
+            try:
+                with open(arg, encoding="utf-8") as f:
+                    source = f.read()
+            except OSError as e:
+                die(f"cannot read config file {arg}: {e.strerror}")
+            print(f"Overriding config with {arg}:")
+            print(source)
+            namespace = {}
+            try:
+                exec(compile(source, arg, "exec"), namespace)
+            except Exception as e:
+                die(f"config file {arg} failed: {type(e).__name__}: {e}")
+            for key, value in namespace.items():
+                if not key.startswith("_") and not isinstance(value, types.ModuleType):
+                    _set(config, key, value, f"in {arg}")
+        else:
+            if not arg.startswith("--"):
+                die(f"bad argument '{arg}': use --key=value")
+            key, val = arg[2:].split("=", 1)
+            try:
+                value = literal_eval(val)
+            except (SyntaxError, ValueError):
+                value = val  # a bare word such as --device=cpu is a string
+            if isinstance(config.get(key), str) and not isinstance(value, str):
+                value = val  # a string setting takes the text as written: --start=123
+            _set(config, key, value, f"--{key}={val}")
+            print(f"Overriding: {key} = {config[key]}")
+    return config

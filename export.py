@@ -1,0 +1,419 @@
+"""
+Write a Transformer to the llama2.c file formats, and read them back.
+
+    python3 export.py out/model.bin --version 0 --checkpoint out/ckpt.pt   # legacy v0 (default)
+    python3 export.py out/model_q80.bin --version 2 --checkpoint out/ckpt.pt
+    python3 export.py out/hf --version -1 --dtype fp16 --checkpoint out/ckpt.pt
+
+Versions (byte layouts in FORMATS.md):
+  0  legacy fp32, no magic: what the published stories15M/42M/110M.bin use; run.c reads it
+  1  fp32 with a 256-byte header
+  2  int8 Q8_0 (symmetric, per group of group_size values) for runq.c
+ -1  Hugging Face Llama layout: a folder with config.json and pytorch_model.bin
+
+The classifier counts as shared when it is the same tensor as the token embedding (the
+Transformer default); see model.untie_classifier. Exporting never modifies the model.
+"""
+
+import argparse
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import torch
+from torch import nn
+
+from model import ModelArgs, Transformer, shares_classifier, untie_classifier
+
+MAGIC = 0x616B3432  # "ak42" as a little-endian uint32
+HEADER_BYTES = 256  # v1/v2 header size, padded with zeros
+
+# -----------------------------------------------------------------------------
+# writing
+
+
+def serialize_fp32(file, tensor):
+    """Write one tensor as little-endian float32, row-major."""
+    d = tensor.detach().cpu().reshape(-1).to(torch.float32).numpy().astype("<f4", copy=False)
+    file.write(d.tobytes())
+
+
+def serialize_int8(file, tensor):
+    d = tensor.detach().cpu().reshape(-1).numpy().astype(np.int8, copy=False)
+    file.write(d.tobytes())
+
+
+def quantize_q80(w, group_size):
+    """Symmetric int8 quantization per group of group_size consecutive values.
+    Returns (int8 values, float32 scales, max abs reconstruction error)."""
+    assert w.numel() % group_size == 0, f"{w.numel()} values do not split into groups of {group_size}"
+    w = w.detach().float().reshape(-1, group_size)
+    wmax = torch.abs(w).max(dim=1).values
+    scale = wmax / 127.0
+    # an all-zero group has scale 0: divide by 1 instead so it quantizes to zeros, not NaN
+    safe = torch.where(scale == 0, torch.ones_like(scale), scale)
+    q = torch.round(w / safe[:, None]).to(torch.int8)
+    err = torch.abs(q.float() * scale[:, None] - w).max().item()
+    return q, scale, err
+
+
+def model_header(model):
+    """The 7 ints shared by every version: dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len."""
+    p = model.params
+    n_kv_heads = p.n_heads if p.n_kv_heads is None else p.n_kv_heads
+    hidden_dim = model.layers[0].feed_forward.w1.weight.shape[0]
+    return [p.dim, hidden_dim, p.n_layers, p.n_heads, n_kv_heads, p.vocab_size, p.max_seq_len]
+
+
+def _per_layer(model, name):
+    """One kind of weight for all layers, e.g. 'attention.wq' -> [layer0.wq.weight, ...]."""
+    out = []
+    for layer in model.layers:
+        m = layer
+        for part in name.split("."):
+            m = getattr(m, part)
+        out.append(m.weight)
+    return out
+
+
+def legacy_export(model, filepath):
+    """Version 0: header of 7 ints (vocab_size negative if the classifier is not shared), then fp32."""
+    header = model_header(model)
+    shared = shares_classifier(model)
+    if not shared:
+        header[5] = -header[5]  # on a local copy: never flip the model's own vocab_size
+    head_size = model.params.dim // model.params.n_heads
+    seq_len = model.params.max_seq_len
+    with open(filepath, "wb") as f:
+        f.write(struct.pack("<7i", *header))
+        serialize_fp32(f, model.tok_embeddings.weight)
+        for name in ["attention_norm", "attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                     "ffn_norm", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]:
+            for w in _per_layer(model, name):
+                serialize_fp32(f, w)
+        serialize_fp32(f, model.norm.weight)
+        # RoPE tables: kept only for compatibility, readers skip them
+        freqs_cos, freqs_sin = _rope_tables(head_size, seq_len)
+        serialize_fp32(f, freqs_cos[:seq_len])
+        serialize_fp32(f, freqs_sin[:seq_len])
+        if not shared:
+            serialize_fp32(f, model.output.weight)
+
+
+def _rope_tables(head_size, seq_len):
+    from model import precompute_freqs_cis
+    return precompute_freqs_cis(head_size, seq_len)
+
+
+def _v1v2_header(f, model, version, extra=b""):
+    f.write(struct.pack("<I", MAGIC))
+    f.write(struct.pack("<i", version))
+    f.write(struct.pack("<7i", *model_header(model)))
+    f.write(struct.pack("<B", int(shares_classifier(model))))
+    f.write(extra)
+    pad = HEADER_BYTES - f.tell()
+    assert pad >= 0
+    f.write(b"\0" * pad)
+
+
+def version1_export(model, filepath):
+    """Version 1: 256-byte header, then all norms first, then the matmul weights, all fp32."""
+    weights = [*_per_layer(model, "attention_norm"), *_per_layer(model, "ffn_norm"),
+               model.norm.weight, model.tok_embeddings.weight]
+    for name in ["attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                 "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]:
+        weights.extend(_per_layer(model, name))
+    if not shares_classifier(model):
+        weights.append(model.output.weight)
+    with open(filepath, "wb") as f:
+        _v1v2_header(f, model, 1)
+        for w in weights:
+            serialize_fp32(f, w)
+
+
+def q80_group_size(dim, hidden_dim):
+    # runq.c's matmul takes groups within each row, so the group must divide both row lengths
+    group_size = 64
+    while dim % group_size != 0 or hidden_dim % group_size != 0:
+        group_size //= 2
+    return group_size
+
+
+def version2_export(model, filepath, group_size=None):
+    """Version 2: header (+ group_size), fp32 norms, then each matmul weight as int8 + fp32 scales."""
+    if group_size is None:
+        group_size = q80_group_size(model.params.dim, model_header(model)[1])
+    norms = [*_per_layer(model, "attention_norm"), *_per_layer(model, "ffn_norm"), model.norm.weight]
+    weights = [model.tok_embeddings.weight]
+    for name in ["attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                 "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]:
+        weights.extend(_per_layer(model, name))
+    if not shares_classifier(model):
+        weights.append(model.output.weight)
+    for w in weights:
+        if w.numel() % group_size != 0:
+            raise ValueError(f"a weight with {w.numel()} values does not split into groups of {group_size}")
+    with open(filepath, "wb") as f:
+        _v1v2_header(f, model, 2, extra=struct.pack("<i", group_size))
+        for w in norms:
+            serialize_fp32(f, w)
+        errs = []
+        for w in weights:
+            q, s, err = quantize_q80(w, group_size)
+            serialize_int8(f, q)
+            serialize_fp32(f, s)
+            errs.append(err)
+    print(f"wrote {filepath}: Q8_0, group size {group_size}, max quantization error {max(errs):.6f}")
+
+
+def _hf_permute(w, n_heads, dim1, dim2):
+    """From our interleaved-pair RoPE layout to HF's rotate_half layout (first half / second half)."""
+    return w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)
+
+
+def hf_export(model, dirpath, dtype=torch.float16):
+    """Hugging Face LlamaForCausalLM layout: dirpath/config.json + dirpath/pytorch_model.bin."""
+    p = model.params
+    header = model_header(model)
+    dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len = header
+    head_dim = dim // n_heads
+    kv_dim = n_kv_heads * head_dim
+    sd = {}
+
+    def put(name, t):
+        sd[name] = t.detach().cpu().to(dtype).clone().contiguous()
+
+    put("model.embed_tokens.weight", model.tok_embeddings.weight)
+    put("model.norm.weight", model.norm.weight)
+    for i, layer in enumerate(model.layers):
+        pre = f"model.layers.{i}."
+        put(pre + "input_layernorm.weight", layer.attention_norm.weight)
+        put(pre + "self_attn.q_proj.weight", _hf_permute(layer.attention.wq.weight.detach(), n_heads, dim, dim))
+        put(pre + "self_attn.k_proj.weight", _hf_permute(layer.attention.wk.weight.detach(), n_kv_heads, kv_dim, dim))
+        put(pre + "self_attn.v_proj.weight", layer.attention.wv.weight)
+        put(pre + "self_attn.o_proj.weight", layer.attention.wo.weight)
+        put(pre + "post_attention_layernorm.weight", layer.ffn_norm.weight)
+        put(pre + "mlp.gate_proj.weight", layer.feed_forward.w1.weight)
+        put(pre + "mlp.down_proj.weight", layer.feed_forward.w2.weight)
+        put(pre + "mlp.up_proj.weight", layer.feed_forward.w3.weight)
+    put("lm_head.weight", model.output.weight)
+    config = {
+        "architectures": ["LlamaForCausalLM"],
+        "model_type": "llama",
+        "vocab_size": vocab_size,
+        "hidden_size": dim,
+        "intermediate_size": hidden_dim,
+        "num_hidden_layers": n_layers,
+        "num_attention_heads": n_heads,
+        "num_key_value_heads": n_kv_heads,
+        "max_position_embeddings": seq_len,
+        "rms_norm_eps": p.norm_eps,
+        "rope_theta": 10000.0,
+        "hidden_act": "silu",
+        "tie_word_embeddings": shares_classifier(model),
+        "bos_token_id": 1,
+        "eos_token_id": 2,
+        "torch_dtype": {torch.float16: "float16", torch.float32: "float32",
+                        torch.bfloat16: "bfloat16"}[dtype],
+    }
+    os.makedirs(dirpath, exist_ok=True)
+    torch.save(sd, os.path.join(dirpath, "pytorch_model.bin"))
+    with open(os.path.join(dirpath, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)
+
+
+def model_export(model, filepath, version=0, dtype=torch.float32):
+    """Export model to filepath in the given version (0, 1, 2 or -1 = Hugging Face; dtype for -1 only)."""
+    if version == 0:
+        legacy_export(model, filepath)
+    elif version == 1:
+        version1_export(model, filepath)
+    elif version == 2:
+        version2_export(model, filepath)
+    elif version == -1:
+        hf_export(model, filepath, dtype)
+    else:
+        raise ValueError(f"unknown export version {version} (expected 0, 1, 2 or -1)")
+
+# -----------------------------------------------------------------------------
+# reading
+
+
+def read_bin_header(path):
+    """Parse and validate a .bin header. Returns dict(version, dim, hidden_dim, n_layers, n_heads,
+    n_kv_heads, vocab_size, seq_len, shared, group_size, offset, expected_size). Raises ValueError."""
+    try:
+        size = os.path.getsize(path)
+        with open(path, "rb") as f:
+            head = f.read(HEADER_BYTES)
+    except OSError as e:
+        raise ValueError(f"cannot read model file {path}: {e.strerror or e}") from None
+    if len(head) < 28:
+        raise ValueError(f"{path}: too short for a model file ({size} bytes)")
+    (magic,) = struct.unpack_from("<I", head, 0)
+    if magic == MAGIC:
+        if len(head) < HEADER_BYTES:
+            raise ValueError(f"{path}: truncated header ({size} bytes, need {HEADER_BYTES})")
+        (version,) = struct.unpack_from("<i", head, 4)
+        if version not in (1, 2):
+            raise ValueError(f"{path}: unsupported model file version {version} (expected 0, 1 or 2)")
+        cfg = struct.unpack_from("<7i", head, 8)
+        shared = bool(head[36])
+        group_size = struct.unpack_from("<i", head, 37)[0] if version == 2 else 0
+        offset = HEADER_BYTES
+        if head[36] not in (0, 1):
+            raise ValueError(f"{path}: bad shared_classifier flag {head[36]}")
+    else:
+        version = 0
+        cfg = struct.unpack_from("<7i", head, 0)
+        shared = cfg[5] > 0
+        cfg = cfg[:5] + (abs(cfg[5]),) + cfg[6:]
+        group_size = 0
+        offset = 28
+    dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len = cfg
+    names = ["dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"]
+    for name, v in zip(names, cfg):
+        if v <= 0:
+            raise ValueError(f"{path}: not a llama2.c model file (header field {name} = {v})")
+    if dim % n_heads != 0 or (dim // n_heads) % 2 != 0:
+        raise ValueError(f"{path}: bad header: dim {dim} is not n_heads {n_heads} x an even head size")
+    if n_heads % n_kv_heads != 0:
+        raise ValueError(f"{path}: bad header: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
+    head_size = dim // n_heads
+    kv_dim = n_kv_heads * head_size
+    L = n_layers
+    n_matmul = vocab_size * dim + L * (dim * dim + 2 * kv_dim * dim + dim * dim + 3 * hidden_dim * dim)
+    n_cls = 0 if shared else vocab_size * dim
+    n_norm = 2 * L * dim + dim
+    if version == 0:
+        expected = offset + 4 * (n_matmul + n_cls + n_norm + seq_len * head_size)  # + cos/sin tables
+    elif version == 1:
+        expected = offset + 4 * (n_matmul + n_cls + n_norm)
+    else:
+        if group_size <= 0 or dim % group_size != 0 or hidden_dim % group_size != 0:
+            raise ValueError(f"{path}: bad group_size {group_size} for dim {dim}, hidden_dim {hidden_dim}")
+        nq = n_matmul + n_cls
+        expected = offset + 4 * n_norm + nq + 4 * (nq // group_size)
+    if size != expected:
+        raise ValueError(f"{path}: file size {size} bytes does not match its header "
+                         f"(version {version}, expected {expected} bytes): truncated or not a model file")
+    return dict(version=version, dim=dim, hidden_dim=hidden_dim, n_layers=n_layers, n_heads=n_heads,
+                n_kv_heads=n_kv_heads, vocab_size=vocab_size, seq_len=seq_len, shared=shared,
+                group_size=group_size, offset=offset, expected_size=expected)
+
+
+def load_model_bin(path):
+    """Read a v0/v1/v2 .bin into a new Transformer (float32, CPU, eval mode). ValueError on a bad file."""
+    h = read_bin_header(path)
+    dim, L, hidden_dim = h["dim"], h["n_layers"], h["hidden_dim"]
+    head_size = dim // h["n_heads"]
+    kv_dim = h["n_kv_heads"] * head_size
+    V = h["vocab_size"]
+    args = ModelArgs(dim=dim, n_layers=L, n_heads=h["n_heads"], n_kv_heads=h["n_kv_heads"],
+                     vocab_size=V, hidden_dim=hidden_dim, multiple_of=32, max_seq_len=h["seq_len"])
+    model = Transformer(args)
+    if not h["shared"]:
+        untie_classifier(model)
+    data = np.memmap(path, dtype=np.uint8, mode="r")
+    pos = h["offset"]
+
+    def take_f32(n):
+        nonlocal pos
+        t = torch.from_numpy(np.frombuffer(data, dtype="<f4", count=n, offset=pos).astype(np.float32))
+        pos += 4 * n
+        return t
+
+    def take_q80(n):
+        nonlocal pos
+        gs = h["group_size"]
+        q = np.frombuffer(data, dtype=np.int8, count=n, offset=pos).astype(np.float32)
+        pos += n
+        s = np.frombuffer(data, dtype="<f4", count=n // gs, offset=pos).astype(np.float32)
+        pos += 4 * (n // gs)
+        return torch.from_numpy((q.reshape(-1, gs) * s[:, None]).reshape(-1))
+
+    shapes = {"attention.wq": (dim, dim), "attention.wk": (kv_dim, dim), "attention.wv": (kv_dim, dim),
+              "attention.wo": (dim, dim), "feed_forward.w1": (hidden_dim, dim),
+              "feed_forward.w2": (dim, hidden_dim), "feed_forward.w3": (hidden_dim, dim)}
+    matmuls = list(shapes)
+
+    def put(param, t):
+        param.copy_(t.view(param.shape))
+
+    def put_layers(name, take):
+        r, c = shapes[name] if name in shapes else (dim, 1)
+        for w in _per_layer(model, name):
+            put(w, take(r * c))
+
+    with torch.no_grad():
+        if h["version"] == 0:
+            put(model.tok_embeddings.weight, take_f32(V * dim))
+            put_layers("attention_norm", take_f32)
+            for name in matmuls[:4]:
+                put_layers(name, take_f32)
+            put_layers("ffn_norm", take_f32)
+            for name in matmuls[4:]:
+                put_layers(name, take_f32)
+            put(model.norm.weight, take_f32(dim))
+            pos += 4 * h["seq_len"] * head_size  # skip the RoPE cos/sin tables
+            take = take_f32
+        else:
+            put_layers("attention_norm", take_f32)
+            put_layers("ffn_norm", take_f32)
+            put(model.norm.weight, take_f32(dim))
+            take = take_f32 if h["version"] == 1 else take_q80
+            put(model.tok_embeddings.weight, take(V * dim))
+            for name in matmuls:
+                put_layers(name, take)
+        if not h["shared"]:
+            put(model.output.weight, take(V * dim))
+    assert pos == h["expected_size"], (pos, h["expected_size"])
+    del data
+    model.eval()
+    return model
+
+
+def load_checkpoint(checkpoint):
+    """Build a Transformer from a train.py ckpt.pt. ValueError on a bad file."""
+    try:
+        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        args = ModelArgs(**ckpt["model_args"])
+        state_dict = ckpt["model"]
+    except FileNotFoundError:
+        raise ValueError(f"checkpoint not found: {checkpoint}") from None
+    except Exception as e:
+        raise ValueError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: "
+                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+    # torch.compile wraps the model and prefixes its keys
+    state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+    model = Transformer(args)
+    if not torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"]):
+        untie_classifier(model)
+    model.load_state_dict(state_dict, strict=False)
+    model.eval()
+    return model
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="export a model to the llama2.c formats")
+    parser.add_argument("filepath", type=str, help="the output filepath (a folder for --version -1)")
+    parser.add_argument("--version", default=0, type=int, choices=[-1, 0, 1, 2], help="the version to export with")
+    parser.add_argument("--dtype", type=str, default="fp32", choices=["fp16", "fp32"], help="dtype of the Hugging Face export")
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--checkpoint", type=str, help="model checkpoint, .pt file")
+    group.add_argument("--bin", type=str, help="a llama2.c .bin (v0/v1/v2) to convert")
+    args = parser.parse_args(argv)
+    dtype = {"fp16": torch.float16, "fp32": torch.float32}[args.dtype]
+    try:
+        model = load_checkpoint(args.checkpoint) if args.checkpoint else load_model_bin(args.bin)
+        model_export(model, args.filepath, args.version, dtype)
+    except (ValueError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(1)
+    print(f"wrote {args.filepath} (version {args.version})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,782 @@
+/* llama2.h: the parts run.c (fp32) and runq.c (int8) share, so each of them only holds its
+   weights, its kernels and its forward pass. Read run.c first; this file is, in order:
+   errors and files (with a small mmap shim for Windows), the checkpoint header, the tokenizer
+   (sentencepiece-exact BPE encoding), the UTF-8-safe printer, the sampler, the generate and
+   chat loops, and the command line. It is included once, by run.c or runq.c, after they
+   declare the Transformer API below. */
+#ifndef LLAMA2_H
+#define LLAMA2_H
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <stdint.h>
+#include <stdarg.h>
+#include <string.h>
+#include <math.h>
+#include <time.h>
+#include <errno.h>
+#include <limits.h>
+#if defined _WIN32
+#include <windows.h>
+#else
+#include <unistd.h>
+#include <fcntl.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#endif
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
+// ----------------------------------------------------------------------------
+// errors: every user error is one line on stderr and exit code 1
+
+static void die(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "error: ");
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n");
+    va_end(ap);
+    exit(EXIT_FAILURE);
+}
+
+static void *xcalloc(size_t n, size_t size, const char *what) {
+    if (n == 0) n = 1;
+    if (size != 0 && n > SIZE_MAX / size) die("out of memory allocating %s", what);
+    void *p = calloc(n, size);
+    if (!p) die("out of memory allocating %s (%zu bytes)", what, n * size);
+    return p;
+}
+
+static double time_in_s(void) {
+#if defined _WIN32
+    LARGE_INTEGER f, c;
+    QueryPerformanceFrequency(&f);
+    QueryPerformanceCounter(&c);
+    return (double)c.QuadPart / (double)f.QuadPart;
+#else
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+#endif
+}
+
+// A read-only view of a whole file: mmap on POSIX, MapViewOfFile on Windows.
+typedef struct {
+    unsigned char *data;
+    size_t size;
+#if defined _WIN32
+    HANDLE file, mapping;
+#endif
+} MappedFile;
+
+static void map_file(MappedFile *m, const char *path) {
+#if defined _WIN32
+    m->file = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (m->file == INVALID_HANDLE_VALUE) die("cannot open model file %s", path);
+    LARGE_INTEGER sz;
+    if (!GetFileSizeEx(m->file, &sz)) die("cannot read the size of %s", path);
+    m->size = (size_t)sz.QuadPart;
+    if (m->size == 0) die("model file %s is empty", path);
+    m->mapping = CreateFileMappingA(m->file, NULL, PAGE_READONLY, 0, 0, NULL);
+    if (!m->mapping) die("cannot map model file %s", path);
+    m->data = (unsigned char *)MapViewOfFile(m->mapping, FILE_MAP_READ, 0, 0, 0);
+    if (!m->data) die("cannot map model file %s", path);
+#else
+    int fd = open(path, O_RDONLY);
+    if (fd < 0) die("cannot open model file %s: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) die("model file %s is not a regular file", path);
+    m->size = (size_t)st.st_size;
+    if (m->size == 0) die("model file %s is empty", path);
+    void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    close(fd);  // the mapping stays valid
+    if (p == MAP_FAILED) die("cannot mmap model file %s: %s", path, strerror(errno));
+    m->data = (unsigned char *)p;
+#endif
+}
+
+static void unmap_file(MappedFile *m) {
+    if (!m->data) return;
+#if defined _WIN32
+    UnmapViewOfFile(m->data);
+    CloseHandle(m->mapping);
+    CloseHandle(m->file);
+#else
+    munmap(m->data, m->size);
+#endif
+    m->data = NULL;
+}
+
+static int32_t read_i32(const unsigned char *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
+// ----------------------------------------------------------------------------
+// checkpoint header (byte layouts in FORMATS.md), validated before anything is read
+
+typedef struct {
+    int dim;        // transformer dimension
+    int hidden_dim; // for ffn layers
+    int n_layers;   // number of layers
+    int n_heads;    // number of query heads
+    int n_kv_heads; // number of key/value heads (can be < query heads because of multiquery)
+    int vocab_size; // vocabulary size, usually 256 (byte-level)
+    int seq_len;    // max sequence length
+} Config;
+
+typedef struct {
+    Config config;
+    int version;           // 0, 1 or 2
+    int shared_classifier; // 1: the classifier is the token embedding
+    int group_size;        // v2 only
+    size_t header_bytes;   // where the tensors start
+} Header;
+
+#define V1_MAGIC 0x616b3432u
+#define MAX_SIZE (1 << 20) // generous bound on any size, so byte counts below cannot overflow
+
+static void read_header(const char *path, const unsigned char *data, size_t size, Header *h) {
+    memset(h, 0, sizeof(*h));
+    int32_t f[7];
+    uint32_t magic = 0;
+    if (size >= 4) memcpy(&magic, data, 4);
+    if (magic == V1_MAGIC) {
+        if (size < 256) die("%s: truncated header (%zu bytes, a versioned header is 256)", path, size);
+        h->version = read_i32(data + 4);
+        if (h->version != 1 && h->version != 2)
+            die("%s: unsupported model file version %d (expected 0, 1 or 2)", path, h->version);
+        for (int i = 0; i < 7; i++) f[i] = read_i32(data + 8 + 4 * i);
+        if (data[36] > 1) die("%s: bad shared_classifier flag %d (expected 0 or 1)", path, data[36]);
+        h->shared_classifier = data[36];
+        if (h->version == 2) h->group_size = read_i32(data + 37);
+        h->header_bytes = 256;
+    } else {
+        if (size < 28) die("%s: truncated header (%zu bytes)", path, size);
+        for (int i = 0; i < 7; i++) f[i] = read_i32(data + 4 * i);
+        h->version = 0;
+        // a negative vocab_size marks an unshared classifier in version 0
+        h->shared_classifier = f[5] > 0;
+        if (f[5] < 0 && f[5] != INT32_MIN) f[5] = -f[5];
+        h->header_bytes = 28;
+    }
+    const char *names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
+    for (int i = 0; i < 7; i++) {
+        if (f[i] <= 0 || f[i] > MAX_SIZE)
+            die("%s: bad header, %s = %d (expected 1..%d); not a llama2.c model file?", path, names[i], f[i], MAX_SIZE);
+    }
+    Config *c = &h->config;
+    c->dim = f[0]; c->hidden_dim = f[1]; c->n_layers = f[2]; c->n_heads = f[3];
+    c->n_kv_heads = f[4]; c->vocab_size = f[5]; c->seq_len = f[6];
+    if (c->n_layers > 4096) die("%s: bad header, n_layers = %d", path, c->n_layers);
+    if (c->dim % c->n_heads != 0) die("%s: bad header, dim %d is not divisible by n_heads %d", path, c->dim, c->n_heads);
+    if (c->n_kv_heads > c->n_heads || c->n_heads % c->n_kv_heads != 0)
+        die("%s: bad header, n_kv_heads %d must divide n_heads %d", path, c->n_kv_heads, c->n_heads);
+    if ((c->dim / c->n_heads) % 2 != 0) die("%s: bad header, head size %d is odd (RoPE needs pairs)", path, c->dim / c->n_heads);
+    if (c->vocab_size < 3) die("%s: bad header, vocab_size %d is too small", path, c->vocab_size);
+    if (h->version == 2) {
+        int gs = h->group_size;
+        if (gs <= 0 || c->dim % gs != 0 || c->hidden_dim % gs != 0)
+            die("%s: bad header, group_size %d must divide dim %d and hidden_dim %d", path, gs, c->dim, c->hidden_dim);
+    }
+}
+
+// Bytes of the tensors a header implies, for the exact file-size check.
+static void check_file_size(const char *path, const Header *h, size_t size) {
+    const Config *c = &h->config;
+    uint64_t L = c->n_layers, dim = c->dim, hid = c->hidden_dim, V = c->vocab_size;
+    uint64_t hs = dim / c->n_heads, kv = (uint64_t)c->n_kv_heads * hs;
+    uint64_t norms = 2 * L * dim + dim;
+    uint64_t mats[] = {V * dim, L * dim * dim, L * kv * dim, L * kv * dim, L * dim * dim,
+                       L * hid * dim, L * dim * hid, L * hid * dim, h->shared_classifier ? 0 : V * dim};
+    uint64_t n = 0;
+    for (int i = 0; i < 9; i++) n += mats[i];
+    uint64_t expect = h->header_bytes;
+    if (h->version == 2) {
+        expect += 4 * norms + n + 4 * (n / h->group_size);
+    } else {
+        expect += 4 * (norms + n);
+        if (h->version == 0) expect += 4 * (uint64_t)c->seq_len * hs; // RoPE tables, skipped
+    }
+    if ((uint64_t)size != expect)
+        die("%s: file is %zu bytes but its header (version %d, dim %d, %d layers, vocab %d) implies %llu; truncated or not a model file",
+            path, size, h->version, c->dim, c->n_layers, c->vocab_size, (unsigned long long)expect);
+}
+
+// ----------------------------------------------------------------------------
+// the Transformer API that run.c and runq.c implement
+
+typedef struct Transformer Transformer;
+static Transformer *build_transformer(const char *checkpoint_path);
+static void free_transformer(Transformer *t);
+static const Config *transformer_config(const Transformer *t);
+// Runs tokens[0..n) at positions pos..pos+n-1 (filling the KV cache) and returns the logits
+// after the last one. n is at most prefill_block().
+static float *forward(Transformer *t, const int *tokens, int n, int pos);
+static int prefill_block(const Transformer *t);
+
+// ----------------------------------------------------------------------------
+// tokenizer: byte-pair encoding exactly as sentencepiece does it
+
+#define BOS 1
+#define EOS 2
+
+typedef struct {
+    int vocab_size;
+    unsigned char *blob;   // the tokenizer file
+    const unsigned char **piece; // piece bytes (not NUL-terminated), pointing into blob
+    int *len;
+    float *scores;
+    int *byte_of;          // byte value of a "<0xAB>" piece, else -1
+    int byte_id[256];      // id of the byte-fallback piece of each byte, or -1
+    int *table;            // open-addressing hash of mergeable pieces -> id, -1 empty
+    uint32_t table_mask;
+} Tokenizer;
+
+static uint32_t hash_bytes(const unsigned char *s, int n) {
+    uint32_t h = 2166136261u; // FNV-1a
+    for (int i = 0; i < n; i++) { h ^= s[i]; h *= 16777619u; }
+    return h;
+}
+
+static int lookup_piece(const Tokenizer *t, const unsigned char *s, int n) {
+    for (uint32_t i = hash_bytes(s, n) & t->table_mask;; i = (i + 1) & t->table_mask) {
+        int id = t->table[i];
+        if (id < 0) return -1;
+        if (t->len[id] == n && memcmp(t->piece[id], s, n) == 0) return id;
+    }
+}
+
+static int hex_digit(int c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    return -1;
+}
+
+static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
+    memset(t, 0, sizeof(*t));
+    t->vocab_size = vocab_size;
+    FILE *file = fopen(path, "rb");
+    if (!file) die("cannot open tokenizer %s: %s", path, strerror(errno));
+    if (fseek(file, 0, SEEK_END) != 0) die("cannot read tokenizer %s", path);
+    long size = ftell(file);
+    if (size < 0 || size > (1L << 30)) die("cannot read tokenizer %s (bad size)", path);
+    rewind(file);
+    t->blob = xcalloc((size_t)size + 1, 1, "the tokenizer");
+    if (fread(t->blob, 1, (size_t)size, file) != (size_t)size) die("cannot read tokenizer %s", path);
+    fclose(file);
+    if (size < 4) die("tokenizer %s is truncated (%ld bytes)", path, size);
+    t->piece = xcalloc(vocab_size, sizeof(*t->piece), "the tokenizer");
+    t->len = xcalloc(vocab_size, sizeof(int), "the tokenizer");
+    t->scores = xcalloc(vocab_size, sizeof(float), "the tokenizer");
+    t->byte_of = xcalloc(vocab_size, sizeof(int), "the tokenizer");
+    size_t off = 4; // skip max_token_length: lengths are checked against the file instead
+    for (int i = 0; i < vocab_size; i++) {
+        if ((size_t)size - off < 8)
+            die("tokenizer %s ends after %d of the model's %d pieces (wrong tokenizer for this model?)", path, i, vocab_size);
+        memcpy(&t->scores[i], t->blob + off, 4);
+        int n = read_i32(t->blob + off + 4);
+        off += 8;
+        if (n < 0 || (size_t)n > (size_t)size - off)
+            die("tokenizer %s: piece %d has a bad length %d (file corrupt or truncated)", path, i, n);
+        if (isnan(t->scores[i])) die("tokenizer %s: piece %d has a NaN score", path, i);
+        t->piece[i] = t->blob + off;
+        t->len[i] = n;
+        off += n;
+    }
+    if (off != (size_t)size)
+        die("tokenizer %s has %ld bytes after the model's %d pieces (wrong tokenizer for this model?)", path, size - (long)off, vocab_size);
+    // byte-fallback pieces are written literally as "<0xAB>"
+    for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
+    for (int i = 0; i < vocab_size; i++) {
+        const unsigned char *p = t->piece[i];
+        t->byte_of[i] = -1;
+        if (t->len[i] == 6 && p[0] == '<' && p[1] == '0' && p[2] == 'x' && p[5] == '>' &&
+            hex_digit(p[3]) >= 0 && hex_digit(p[4]) >= 0) {
+            int b = hex_digit(p[3]) * 16 + hex_digit(p[4]);
+            t->byte_of[i] = b;
+            if (t->byte_id[b] < 0) t->byte_id[b] = i;
+        }
+    }
+    // hash of the pieces BPE may produce: not unk/BOS/EOS, not byte pieces; first id wins
+    uint32_t cap = 1;
+    while (cap < 2u * (uint32_t)vocab_size) cap <<= 1;
+    t->table = xcalloc(cap, sizeof(int), "the tokenizer");
+    t->table_mask = cap - 1;
+    for (uint32_t i = 0; i < cap; i++) t->table[i] = -1;
+    for (int id = 3; id < vocab_size; id++) {
+        if (t->byte_of[id] >= 0 || t->len[id] == 0) continue;
+        uint32_t i = hash_bytes(t->piece[id], t->len[id]) & t->table_mask;
+        int dup = 0;
+        for (; t->table[i] >= 0; i = (i + 1) & t->table_mask) {
+            int o = t->table[i];
+            if (t->len[o] == t->len[id] && memcmp(t->piece[o], t->piece[id], t->len[id]) == 0) { dup = 1; break; }
+        }
+        if (!dup) t->table[i] = id;
+    }
+}
+
+static void free_tokenizer(Tokenizer *t) {
+    free(t->blob); free(t->piece); free(t->len); free(t->scores); free(t->byte_of); free(t->table);
+}
+
+// Length of the UTF-8 sequence starting at s (at most n bytes), or 1 for an invalid byte.
+static int utf8_len(const unsigned char *s, size_t n) {
+    unsigned char c = s[0];
+    int need = c < 0x80 ? 1 : (c >= 0xC2 && c <= 0xDF) ? 2 : (c >= 0xE0 && c <= 0xEF) ? 3 : (c >= 0xF0 && c <= 0xF4) ? 4 : 0;
+    if (need <= 1 || (size_t)need > n) return 1;
+    unsigned char lo = 0x80, hi = 0xBF;
+    if (c == 0xE0) lo = 0xA0; else if (c == 0xED) hi = 0x9F; else if (c == 0xF0) lo = 0x90; else if (c == 0xF4) hi = 0x8F;
+    if (s[1] < lo || s[1] > hi) return 1;
+    for (int i = 2; i < need; i++) if (s[i] < 0x80 || s[i] > 0xBF) return 1;
+    return need;
+}
+
+// One BPE symbol: a span of the normalized text, linked to its neighbours.
+typedef struct { int start, len, id, prev, next, mergeable; } Symbol;
+// A candidate merge of symbol `left` with its right neighbour; stale once either changed.
+typedef struct { float score; int left, len_left, len_right, id; } Merge;
+
+static int merge_before(const Merge *a, const Merge *b) { // higher score first, then leftmost
+    if (a->score != b->score) return a->score > b->score;
+    return a->left < b->left;
+}
+
+static void heap_push(Merge *heap, int *n, Merge m) {
+    int i = (*n)++;
+    while (i > 0) {
+        int parent = (i - 1) / 2;
+        if (!merge_before(&m, &heap[parent])) break;
+        heap[i] = heap[parent];
+        i = parent;
+    }
+    heap[i] = m;
+}
+
+static Merge heap_pop(Merge *heap, int *n) {
+    Merge top = heap[0], last = heap[--(*n)];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && merge_before(&heap[c + 1], &heap[c])) c++;
+        if (!merge_before(&heap[c], &last)) break;
+        heap[i] = heap[c];
+        i = c;
+    }
+    if (*n > 0) heap[i] = last;
+    return top;
+}
+
+static void push_pair(const Tokenizer *t, const unsigned char *text, const Symbol *sym, int left, Merge *heap, int *nheap) {
+    int right = sym[left].next;
+    if (left < 0 || right < 0 || !sym[left].mergeable || !sym[right].mergeable) return;
+    int id = lookup_piece(t, text + sym[left].start, sym[left].len + sym[right].len);
+    if (id < 0) return;
+    Merge m = {t->scores[id], left, sym[left].len, sym[right].len, id};
+    heap_push(heap, nheap, m);
+}
+
+// Encodes text into tokens (room for strlen(text) + 3 ids); returns how many.
+// Like sentencepiece with the settings llama2.c trains with: extra spaces removed (leading,
+// trailing, repeated), a dummy " " prefix, code points looked up, unknown ones spelled as
+// byte-fallback pieces, then the highest-scoring adjacent merge first (leftmost on ties),
+// with a heap of candidate merges so long prompts stay O(n log n).
+static int encode(const Tokenizer *t, const char *input, int bos, int eos, int *tokens) {
+    int n_tokens = 0;
+    if (bos) tokens[n_tokens++] = BOS;
+    size_t in_len = strlen(input);
+    unsigned char *text = xcalloc(in_len + 2, 1, "the prompt");
+    size_t n = 0;
+    int prev_space = 1; // drops leading spaces
+    for (size_t i = 0; i < in_len; i++) {
+        unsigned char c = (unsigned char)input[i];
+        if (c == ' ' && prev_space) continue;
+        if (n == 0) text[n++] = ' '; // the dummy prefix, only when there is text
+        text[n++] = c;
+        prev_space = c == ' ';
+    }
+    if (n > 0 && text[n - 1] == ' ') n--; // trailing space
+    if (n == 1) n = 0;
+    Symbol *sym = xcalloc(n + 1, sizeof(Symbol), "the prompt");
+    int nsym = 0;
+    for (size_t i = 0; i < n;) {
+        int cl = utf8_len(text + i, n - i);
+        int id = lookup_piece(t, text + i, cl);
+        if (id >= 0) {
+            sym[nsym] = (Symbol){(int)i, cl, id, nsym - 1, nsym + 1, 1};
+            nsym++;
+        } else {
+            for (int k = 0; k < cl; k++) {
+                int b = t->byte_id[text[i + k]];
+                sym[nsym] = (Symbol){(int)(i + k), 1, b >= 0 ? b : 0, nsym - 1, nsym + 1, 0}; // 0 = unk
+                nsym++;
+            }
+        }
+        i += cl;
+    }
+    if (nsym > 0) sym[nsym - 1].next = -1;
+    Merge *heap = xcalloc(2 * (size_t)nsym + 1, sizeof(Merge), "the prompt");
+    int nheap = 0;
+    for (int i = 0; i + 1 < nsym; i++) push_pair(t, text, sym, i, heap, &nheap);
+    while (nheap > 0) {
+        Merge m = heap_pop(heap, &nheap);
+        Symbol *l = &sym[m.left];
+        if (l->len != m.len_left || l->next < 0 || sym[l->next].len != m.len_right) continue; // stale
+        Symbol *r = &sym[l->next];
+        l->len += r->len;
+        l->id = m.id;
+        l->next = r->next;
+        if (r->next >= 0) sym[r->next].prev = m.left;
+        r->len = 0; // dead: any merge naming it is stale
+        push_pair(t, text, sym, l->prev, heap, &nheap);
+        push_pair(t, text, sym, m.left, heap, &nheap);
+    }
+    for (int i = nsym > 0 ? 0 : -1; i >= 0; i = sym[i].next) tokens[n_tokens++] = sym[i].id;
+    if (eos) tokens[n_tokens++] = EOS;
+    free(heap); free(sym); free(text);
+    return n_tokens;
+}
+
+// ----------------------------------------------------------------------------
+// printing: always valid UTF-8, never a raw control byte
+
+// Bytes of byte-fallback tokens are held until their character is complete; a broken or cut
+// sequence prints U+FFFD. Control characters other than \n and \t (C0, DEL, C1) are dropped,
+// so a model cannot write terminal escape sequences.
+typedef struct { unsigned char buf[4]; int len, need; } Utf8Printer;
+
+static void put_replacement(void) { fputs("\xEF\xBF\xBD", stdout); }
+
+static void put_byte(Utf8Printer *u, unsigned char b) {
+    if (u->len == 0) {
+        if (b < 0x80) {
+            if (b == '\n' || b == '\t' || (b >= 0x20 && b != 0x7F)) putchar(b);
+            return;
+        }
+        u->need = (b >= 0xC2 && b <= 0xDF) ? 2 : (b >= 0xE0 && b <= 0xEF) ? 3 : (b >= 0xF0 && b <= 0xF4) ? 4 : 0;
+        if (u->need == 0) { put_replacement(); return; }
+        u->buf[u->len++] = b;
+        return;
+    }
+    unsigned char c = u->buf[0], lo = 0x80, hi = 0xBF;
+    if (u->len == 1) {
+        if (c == 0xE0) lo = 0xA0; else if (c == 0xED) hi = 0x9F; else if (c == 0xF0) lo = 0x90; else if (c == 0xF4) hi = 0x8F;
+    }
+    if (b < lo || b > hi) { // the sequence was cut: replace it, then start over with b
+        put_replacement();
+        u->len = 0;
+        put_byte(u, b);
+        return;
+    }
+    u->buf[u->len++] = b;
+    if (u->len == u->need) {
+        int c1_control = u->need == 2 && c == 0xC2 && u->buf[1] < 0xA0;
+        if (!c1_control) fwrite(u->buf, 1, u->len, stdout);
+        u->len = 0;
+    }
+}
+
+static void flush_printer(Utf8Printer *u) {
+    if (u->len > 0) put_replacement();
+    u->len = 0;
+    fflush(stdout);
+}
+
+// Prints the piece of `token` that follows `prev`.
+static void print_piece(const Tokenizer *t, Utf8Printer *u, int prev, int token) {
+    if (token < 0 || token >= t->vocab_size) return;
+    if (t->byte_of[token] >= 0) { put_byte(u, (unsigned char)t->byte_of[token]); return; }
+    const unsigned char *p = t->piece[token];
+    int n = t->len[token];
+    if (prev == BOS && n > 0 && p[0] == ' ') { p++; n--; } // sentencepiece drops the dummy prefix
+    for (int i = 0; i < n; i++) put_byte(u, p[i]);
+}
+
+// ----------------------------------------------------------------------------
+// sampler: the original runner's, so the same seed gives the same story
+
+typedef struct { float prob; int index; } ProbIndex;
+
+typedef struct {
+    int vocab_size;
+    ProbIndex *probindex; // buffer used in top-p sampling
+    float temperature;
+    float topp;
+    unsigned long long rng_state;
+} Sampler;
+
+static void softmax(float *x, int size) {
+    float max_val = x[0];
+    for (int i = 1; i < size; i++) if (x[i] > max_val) max_val = x[i];
+    float sum = 0.0f;
+    for (int i = 0; i < size; i++) { x[i] = expf(x[i] - max_val); sum += x[i]; }
+    for (int i = 0; i < size; i++) x[i] /= sum;
+}
+
+static int sample_argmax(const float *p, int n) {
+    int max_i = 0; // the first maximum wins
+    float max_p = p[0];
+    for (int i = 1; i < n; i++) if (p[i] > max_p) { max_i = i; max_p = p[i]; }
+    return max_i;
+}
+
+static int sample_mult(const float *p, int n, float coin) {
+    float cdf = 0.0f;
+    for (int i = 0; i < n; i++) { cdf += p[i]; if (coin < cdf) return i; }
+    return n - 1; // in case of rounding errors
+}
+
+static int compare_prob(const void *a, const void *b) {
+    const ProbIndex *x = a, *y = b;
+    if (x->prob > y->prob) return -1;
+    if (x->prob < y->prob) return 1;
+    return 0;
+}
+
+static int sample_topp(const float *p, int n, float topp, ProbIndex *probindex, float coin) {
+    // tokens below this cutoff can never be part of the nucleus; dropping them makes the sort short
+    int n0 = 0;
+    const float cutoff = (1.0f - topp) / (n - 1);
+    for (int i = 0; i < n; i++) if (p[i] >= cutoff) { probindex[n0].index = i; probindex[n0].prob = p[i]; n0++; }
+    qsort(probindex, n0, sizeof(ProbIndex), compare_prob);
+    float cumulative_prob = 0.0f;
+    int last_idx = n0 - 1;
+    for (int i = 0; i < n0; i++) {
+        cumulative_prob += probindex[i].prob;
+        if (cumulative_prob > topp) { last_idx = i; break; }
+    }
+    float r = coin * cumulative_prob;
+    float cdf = 0.0f;
+    for (int i = 0; i <= last_idx; i++) { cdf += probindex[i].prob; if (r < cdf) return probindex[i].index; }
+    return probindex[last_idx].index;
+}
+
+static void build_sampler(Sampler *s, int vocab_size, float temperature, float topp, unsigned long long rng_seed) {
+    s->vocab_size = vocab_size;
+    s->temperature = temperature;
+    s->topp = topp;
+    s->rng_state = rng_seed;
+    s->probindex = xcalloc(vocab_size, sizeof(ProbIndex), "the sampler");
+}
+
+static void free_sampler(Sampler *s) { free(s->probindex); }
+
+static unsigned int random_u32(unsigned long long *state) { // xorshift rng
+    *state ^= *state >> 12;
+    *state ^= *state << 25;
+    *state ^= *state >> 27;
+    return (*state * 0x2545F4914F6CDD1Dull) >> 32;
+}
+
+static float random_f32(unsigned long long *state) { return (random_u32(state) >> 8) / 16777216.0f; }
+
+// Debug hook: with LLAMA2_LOGITS=path every sampled step appends (int32 pos, float32[vocab] logits).
+static FILE *logits_dump;
+
+static int sample(Sampler *s, float *logits, int pos) {
+    if (logits_dump) {
+        int32_t p = pos;
+        fwrite(&p, 4, 1, logits_dump);
+        fwrite(logits, sizeof(float), s->vocab_size, logits_dump);
+    }
+    if (s->temperature == 0.0f) return sample_argmax(logits, s->vocab_size);
+    for (int q = 0; q < s->vocab_size; q++) logits[q] /= s->temperature;
+    softmax(logits, s->vocab_size);
+    float coin = random_f32(&s->rng_state);
+    if (s->topp <= 0 || s->topp >= 1) return sample_mult(logits, s->vocab_size, coin);
+    return sample_topp(logits, s->vocab_size, s->topp, s->probindex, coin);
+}
+
+// ----------------------------------------------------------------------------
+// generation loop
+
+static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+    const Config *c = transformer_config(tr);
+    int *tokens = xcalloc(strlen(prompt) + 3, sizeof(int), "the prompt");
+    int n = encode(tok, prompt, 1, 0, tokens);
+    if (n > c->seq_len) die("the prompt is %d tokens, longer than the model's context of %d", n, c->seq_len);
+    // the prompt goes through the model in blocks (matrix x matrix); its last logits start sampling
+    int np = n < steps ? n : steps, block = prefill_block(tr);
+    const char *env = getenv("LLAMA2_PREFILL_BLOCK"); // 1 = token by token, for benchmarks
+    if (env && atoi(env) >= 1 && atoi(env) < block) block = atoi(env);
+    double t0 = time_in_s();
+    float *logits = NULL;
+    for (int p = 0; p < np; p += block) logits = forward(tr, tokens + p, np - p < block ? np - p : block, p);
+    double t1 = time_in_s();
+    Utf8Printer out = {0};
+    for (int i = 1; i <= np && i < n; i++) print_piece(tok, &out, tokens[i - 1], tokens[i]);
+    fflush(stdout);
+    int pos = np, token = tokens[n - 1], generated = 0;
+    while (np == n) {
+        int next = sample(sampler, logits, pos);
+        if (next == BOS || next == EOS) break; // the story is over
+        print_piece(tok, &out, token, next);
+        if (out.len == 0) fflush(stdout);
+        token = next;
+        if (pos >= steps) break;
+        logits = forward(tr, &token, 1, pos);
+        pos++;
+        generated++;
+    }
+    flush_printer(&out);
+    printf("\n");
+    double t2 = time_in_s();
+    if (np > 1) fprintf(stderr, "prompt: %d tokens, %.1f tok/s\n", np, np / (t1 - t0));
+    if (generated > 0) fprintf(stderr, "achieved tok/s: %f\n", generated / (t2 - t1));
+    free(tokens);
+}
+
+static void read_stdin(const char *guide, char *buffer, size_t bufsize, int *eof) {
+    printf("%s", guide);
+    fflush(stdout);
+    if (fgets(buffer, (int)bufsize, stdin) == NULL) { buffer[0] = '\0'; *eof = 1; return; }
+    size_t len = strlen(buffer);
+    if (len > 0 && buffer[len - 1] == '\n') buffer[len - 1] = '\0';
+}
+
+// Chat with the Llama-2 chat template, as the original runner does (one token per step,
+// and the sampler runs on every step, so a seed gives the original's conversation).
+static void chat(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *cli_user_prompt,
+                 const char *cli_system_prompt, int steps) {
+    const Config *c = transformer_config(tr);
+    char system_prompt[512] = "", user_prompt[512] = "";
+    size_t rendered_size = 2 * 512 + 128 + (cli_user_prompt ? strlen(cli_user_prompt) : 0) + (cli_system_prompt ? strlen(cli_system_prompt) : 0);
+    char *rendered = xcalloc(rendered_size, 1, "the chat prompt");
+    int *prompt_tokens = xcalloc(rendered_size + 3, sizeof(int), "the chat prompt");
+    int num_prompt_tokens = 0, user_idx = 0, user_turn = 1, next = 0, token, pos = 0, eof = 0;
+    Utf8Printer out = {0};
+    while (pos < steps) {
+        if (user_turn) {
+            if (pos == 0 && cli_system_prompt == NULL) read_stdin("Enter system prompt (optional): ", system_prompt, sizeof(system_prompt), &eof);
+            const char *sys = cli_system_prompt ? cli_system_prompt : system_prompt;
+            const char *user = user_prompt;
+            if (pos == 0 && cli_user_prompt != NULL) user = cli_user_prompt;
+            else read_stdin("User: ", user_prompt, sizeof(user_prompt), &eof);
+            if (eof) break;
+            if (pos == 0 && sys[0] != '\0') snprintf(rendered, rendered_size, "[INST] <<SYS>>\n%s\n<</SYS>>\n\n%s [/INST]", sys, user);
+            else snprintf(rendered, rendered_size, "[INST] %s [/INST]", user);
+            num_prompt_tokens = encode(tok, rendered, 1, 0, prompt_tokens);
+            if (pos + num_prompt_tokens >= c->seq_len) { printf("(the context is full)\n"); break; }
+            user_idx = 0;
+            user_turn = 0;
+            printf("Assistant: ");
+        }
+        token = user_idx < num_prompt_tokens ? prompt_tokens[user_idx++] : next;
+        if (token == EOS) user_turn = 1;
+        float *logits = forward(tr, &token, 1, pos);
+        next = sample(sampler, logits, pos);
+        pos++;
+        if (user_idx >= num_prompt_tokens && next != EOS) { print_piece(tok, &out, token, next); if (out.len == 0) fflush(stdout); }
+        if (next == EOS) { flush_printer(&out); printf("\n"); }
+    }
+    flush_printer(&out);
+    printf("\n");
+    free(prompt_tokens);
+    free(rendered);
+}
+
+// ----------------------------------------------------------------------------
+// command line
+
+static void usage(FILE *f) {
+    fprintf(f, "Usage:   run <checkpoint> [options]\n");
+    fprintf(f, "Example: run stories15M.bin -z tok5000.bin -n 256 -i \"从前，有一只会飞的狗叫波波\"\n");
+    fprintf(f, "Options:\n");
+    fprintf(f, "  -t <float>  temperature in [0,inf), default 1.0 (0 = greedy)\n");
+    fprintf(f, "  -p <float>  p value in top-p (nucleus) sampling in [0,1], default 0.9\n");
+    fprintf(f, "  -s <int>    random seed, default time(NULL)\n");
+    fprintf(f, "  -n <int>    number of steps to run for, default 256. 0 = max_seq_len\n");
+    fprintf(f, "  -i <string> input prompt\n");
+    fprintf(f, "  -z <string> optional path to custom tokenizer, default tokenizer.bin\n");
+    fprintf(f, "  -m <string> mode: generate|chat|tokenize, default: generate\n");
+    fprintf(f, "  -y <string> (optional) system prompt in chat mode\n");
+    fprintf(f, "  -h          print this help\n");
+}
+
+static double parse_number(const char *flag, const char *s, double lo, double hi) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (strpbrk(s, "nN") || end == s || *end != '\0' || errno == ERANGE || isnan(v) || v < lo || v > hi)
+        die("bad value '%s' for %s (expected a number in [%g, %g])", s, flag, lo, hi);
+    return v;
+}
+
+static int llama2_main(int argc, char *argv[]) {
+#if defined _WIN32
+    SetConsoleOutputCP(CP_UTF8); // stories are UTF-8
+#endif
+    const char *checkpoint_path = NULL, *tokenizer_path = "tokenizer.bin";
+    float temperature = 1.0f, topp = 0.9f;
+    int steps = 256;
+    const char *prompt = NULL, *mode = "generate", *system_prompt = NULL;
+    unsigned long long rng_seed = 0;
+    for (int i = 1; i < argc; i++) if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
+    if (argc < 2) { usage(stderr); return 1; }
+    checkpoint_path = argv[1];
+    if (checkpoint_path[0] == '-') die("the first argument must be the model checkpoint, got '%s' (see -h)", checkpoint_path);
+    for (int i = 2; i < argc; i += 2) {
+        const char *flag = argv[i];
+        if (flag[0] != '-' || strlen(flag) != 2) die("unexpected argument '%s' (flags are -t -p -s -n -i -z -m -y -h)", flag);
+        if (strchr("tpsnizmy", flag[1]) == NULL) die("unknown flag %s (see -h)", flag);
+        if (i + 1 >= argc) die("flag %s needs a value", flag);
+        const char *val = argv[i + 1];
+        switch (flag[1]) {
+            case 't': temperature = (float)parse_number(flag, val, 0, 1e30); break;
+            case 'p': topp = (float)parse_number(flag, val, 0, 1); break;
+            case 's': { // like the original's atoi: a negative seed wraps around
+                double v = parse_number(flag, val, -2147483648.0, 18446744073709551615.0);
+                if (v != floor(v)) die("bad value '%s' for -s (expected an integer)", val);
+                rng_seed = v < 0 ? (unsigned long long)(long long)v : strtoull(val, NULL, 10);
+                break;
+            }
+            case 'n': {
+                double v = parse_number(flag, val, 0, 2147483647.0);
+                if (v != floor(v)) die("bad value '%s' for -n (expected an integer)", val);
+                steps = (int)v;
+                break;
+            }
+            case 'i': prompt = val; break;
+            case 'z': tokenizer_path = val; break;
+            case 'm': mode = val; break;
+            case 'y': system_prompt = val; break;
+        }
+    }
+    if (strcmp(mode, "generate") != 0 && strcmp(mode, "chat") != 0 && strcmp(mode, "tokenize") != 0)
+        die("unknown mode '%s' (expected generate, chat or tokenize)", mode);
+    if (rng_seed == 0) rng_seed = (unsigned int)time(NULL);
+
+    Transformer *transformer = build_transformer(checkpoint_path);
+    const Config *c = transformer_config(transformer);
+    if (steps == 0 || steps > c->seq_len) steps = c->seq_len;
+    Tokenizer tokenizer;
+    build_tokenizer(&tokenizer, tokenizer_path, c->vocab_size);
+    Sampler sampler;
+    build_sampler(&sampler, c->vocab_size, temperature, topp, rng_seed);
+    const char *dump = getenv("LLAMA2_LOGITS");
+    if (dump && dump[0] && !(logits_dump = fopen(dump, "wb"))) die("cannot write LLAMA2_LOGITS file %s", dump);
+
+    if (strcmp(mode, "tokenize") == 0) {
+        const char *text = prompt ? prompt : "";
+        int *tokens = xcalloc(strlen(text) + 3, sizeof(int), "the prompt");
+        double t0 = time_in_s();
+        int n = encode(&tokenizer, text, 1, 0, tokens);
+        fprintf(stderr, "encoded %zu bytes into %d tokens in %.3f ms\n", strlen(text), n, (time_in_s() - t0) * 1000);
+        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
+        printf("\n");
+        free(tokens);
+    } else if (strcmp(mode, "generate") == 0) {
+        generate(transformer, &tokenizer, &sampler, prompt ? prompt : "", steps);
+    } else {
+        chat(transformer, &tokenizer, &sampler, prompt, system_prompt, steps);
+    }
+    if (logits_dump) fclose(logits_dump);
+    free_sampler(&sampler);
+    free_tokenizer(&tokenizer);
+    free_transformer(transformer);
+    return 0;
+}
+
+#endif // LLAMA2_H

@@ -1,0 +1,70 @@
+"""
+Draw the loss curves of a training run from out_dir/metrics.jsonl (written by train.py).
+
+    python3 plot_metrics.py out            # -> out/loss.png
+    python3 plot_metrics.py out --output=curve.png
+
+Needs matplotlib (optional: pip install matplotlib); without it, says so and exits with status 1.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+
+def read_metrics(path):
+    """(train points, eval points) from a metrics.jsonl; bad lines (e.g. a torn last line) skipped."""
+    train, evals = [], []
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            try:
+                p = json.loads(line)
+            except json.JSONDecodeError:
+                continue
+            if "val_loss" in p:
+                evals.append(p)
+            elif "loss" in p:
+                train.append(p)
+    return train, evals
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="loss curve PNG from out_dir/metrics.jsonl")
+    parser.add_argument("out_dir", help="train.py's out_dir")
+    parser.add_argument("--output", default=None, help="PNG path (default: OUT_DIR/loss.png)")
+    args = parser.parse_args(argv)
+    path = os.path.join(args.out_dir, "metrics.jsonl")
+    if not os.path.exists(path):
+        print(f"error: no {path}: run train.py with --out_dir={args.out_dir} first", file=sys.stderr)
+        return 1
+    train, evals = read_metrics(path)
+    if not train and not evals:
+        print(f"error: {path} holds no logged points yet", file=sys.stderr)
+        return 1
+    try:
+        import matplotlib
+        matplotlib.use("Agg")  # no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("error: plotting needs matplotlib, which is not installed (pip install matplotlib)", file=sys.stderr)
+        return 1
+    fig, ax = plt.subplots(figsize=(8, 5))
+    if train:
+        ax.plot([p["iter"] for p in train], [p["loss"] for p in train], lw=0.8, alpha=0.6, label="train (batch)")
+    if evals:
+        ax.plot([p["iter"] for p in evals], [p["train_loss"] for p in evals], "o-", label="train (eval)")
+        ax.plot([p["iter"] for p in evals], [p["val_loss"] for p in evals], "o-", label="val")
+    ax.set_xlabel("iteration")
+    ax.set_ylabel("loss")
+    ax.set_title(os.path.abspath(args.out_dir))
+    ax.grid(alpha=0.3)
+    ax.legend()
+    output = args.output or os.path.join(args.out_dir, "loss.png")
+    fig.savefig(output, dpi=100, bbox_inches="tight")
+    print(f"wrote {output}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

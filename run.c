@@ -1,0 +1,319 @@
+/* Inference for Llama-2 Transformer models in pure C, fp32 weights.
+   Reads llama2.c checkpoints of version 0 (the published Chinese stories15M/42M/110M.bin) and
+   version 1 (detected by its magic), memory-mapped. The tokenizer, sampler, generation loop and
+   command line are shared with runq.c in llama2.h.
+
+   make run
+   ./run stories15M.bin -z tok5000.bin -i "从前，有一只会飞的狗叫波波"
+*/
+#include "llama2.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(LLAMA2_SCALAR)
+#include <immintrin.h>
+#define USE_AVX2 1
+#endif
+
+#define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
+
+// ----------------------------------------------------------------------------
+// Transformer weights and state
+
+typedef struct {
+    const float *token_embedding_table; // (vocab_size, dim)
+    const float *rms_att_weight;        // (layer, dim) rmsnorm weights
+    const float *rms_ffn_weight;        // (layer, dim)
+    const float *wq;                    // (layer, dim, n_heads * head_size)
+    const float *wk;                    // (layer, dim, n_kv_heads * head_size)
+    const float *wv;                    // (layer, dim, n_kv_heads * head_size)
+    const float *wo;                    // (layer, n_heads * head_size, dim)
+    const float *w1;                    // (layer, hidden_dim, dim)
+    const float *w2;                    // (layer, dim, hidden_dim)
+    const float *w3;                    // (layer, hidden_dim, dim)
+    const float *rms_final_weight;      // (dim,)
+    const float *wcls;                  // (vocab_size, dim), the embedding if shared
+} TransformerWeights;
+
+typedef struct {
+    // activations for a block of B tokens, one row per token
+    float *x;      // (B, dim) current activations
+    float *xb;     // (B, dim) inside a residual branch
+    float *xb2;    // (B, dim)
+    float *hb;     // (B, hidden_dim) inside the ffn
+    float *hb2;    // (B, hidden_dim)
+    float *q;      // (B, dim) queries
+    float *att;    // (B, n_heads, seq_len) attention scores
+    float *logits; // (vocab_size,) output logits of the last token
+    float *key_cache;   // (layer, seq_len, kv_dim)
+    float *value_cache; // (layer, seq_len, kv_dim)
+    float *rope_cos;    // (seq_len, head_size/2), computed once instead of every step
+    float *rope_sin;
+} RunState;
+
+struct Transformer {
+    Config config;
+    TransformerWeights weights;
+    RunState state;
+    MappedFile file;
+};
+
+static void build_state(RunState *s, const Config *p) {
+    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads, hs = p->dim / p->n_heads;
+    s->x = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
+    s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
+    s->q = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
+    s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
+    s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
+    s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
+    s->rope_cos = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
+    s->rope_sin = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
+    for (int pos = 0; pos < p->seq_len; pos++) {
+        for (size_t i = 0; i < hs; i += 2) {
+            float freq = 1.0f / powf(10000.0f, i / (float)hs);
+            float val = pos * freq;
+            s->rope_cos[pos * hs / 2 + i / 2] = cosf(val);
+            s->rope_sin[pos * hs / 2 + i / 2] = sinf(val);
+        }
+    }
+}
+
+static void free_state(RunState *s) {
+    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->att);
+    free(s->logits); free(s->key_cache); free(s->value_cache); free(s->rope_cos); free(s->rope_sin);
+}
+
+static void memory_map_weights(TransformerWeights *w, const Config *p, const float *ptr, int version, int shared) {
+    size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim;
+    size_t kv = p->n_kv_heads * hs;
+    if (version == 1) { // norms first
+        w->rms_att_weight = ptr; ptr += L * dim;
+        w->rms_ffn_weight = ptr; ptr += L * dim;
+        w->rms_final_weight = ptr; ptr += dim;
+    }
+    w->token_embedding_table = ptr; ptr += (size_t)p->vocab_size * dim;
+    if (version == 0) { w->rms_att_weight = ptr; ptr += L * dim; }
+    w->wq = ptr; ptr += L * dim * dim;
+    w->wk = ptr; ptr += L * dim * kv;
+    w->wv = ptr; ptr += L * dim * kv;
+    w->wo = ptr; ptr += L * dim * dim;
+    if (version == 0) { w->rms_ffn_weight = ptr; ptr += L * dim; }
+    w->w1 = ptr; ptr += L * dim * hid;
+    w->w2 = ptr; ptr += L * hid * dim;
+    w->w3 = ptr; ptr += L * dim * hid;
+    if (version == 0) {
+        w->rms_final_weight = ptr; ptr += dim;
+        ptr += p->seq_len * hs; // skip the RoPE tables (freq_cis_real and freq_cis_imag)
+    }
+    w->wcls = shared ? w->token_embedding_table : ptr;
+}
+
+static Transformer *build_transformer(const char *checkpoint_path) {
+    Transformer *t = xcalloc(1, sizeof(Transformer), "the model");
+    map_file(&t->file, checkpoint_path);
+    Header h;
+    read_header(checkpoint_path, t->file.data, t->file.size, &h);
+    if (h.version == 2) die("%s is an int8 (version 2) checkpoint: run it with ./runq", checkpoint_path);
+    check_file_size(checkpoint_path, &h, t->file.size);
+    t->config = h.config;
+    memory_map_weights(&t->weights, &t->config, (const float *)(t->file.data + h.header_bytes), h.version, h.shared_classifier);
+    build_state(&t->state, &t->config);
+    return t;
+}
+
+static void free_transformer(Transformer *t) {
+    unmap_file(&t->file);
+    free_state(&t->state);
+    free(t);
+}
+
+static const Config *transformer_config(const Transformer *t) { return &t->config; }
+static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
+
+// ----------------------------------------------------------------------------
+// kernels: the only code that knows about SIMD. Each has a portable scalar path, used when
+// the compiler does not target AVX2+FMA (or with -DLLAMA2_SCALAR); tests compare the two.
+
+// Dot product of n floats. The SIMD version is the building block of matmul's tiles, and
+// uses the same summation order, so a token's logits do not depend on the prefill block.
+static float dot(const float *a, const float *b, int n) {
+#ifdef USE_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    float val = _mm_cvtss_f32(s);
+    for (; j < n; j++) val += a[j] * b[j];
+    return val;
+#else
+    float val = 0.0f;
+    for (int j = 0; j < n; j++) val += a[j] * b[j];
+    return val;
+#endif
+}
+
+#ifdef USE_AVX2
+static inline float hsum8(__m256 acc) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// R rows of W times C rows of x, R*C accumulators in registers; each W load serves C tokens.
+static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
+                                                              int n, int d, int i, int t, int R, int C) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) {
+        __m256 xv[2];
+        for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(x + (size_t)(t + c) * n + j);
+        for (int r = 0; r < R; r++) {
+            __m256 wv = _mm256_loadu_ps(w + (size_t)(i + r) * n + j);
+            for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int c = 0; c < C; c++) {
+            float val = hsum8(acc[r][c]);
+            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
+            xout[(size_t)(t + c) * d + i + r] = val;
+        }
+    }
+}
+#endif
+
+// xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
+static void matmul(float *xout, const float *x, const float *w, int T, int n, int d) {
+    int i;
+    #pragma omp parallel for schedule(static)
+    for (i = 0; i < d; i += 4) {
+#ifdef USE_AVX2
+        int t = 0;
+        if (i + 4 <= d) {
+            for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
+            for (; t < T; t++) matmul_tile(xout, x, w, n, d, i, t, 4, 1);
+        } else {
+            for (int r = i; r < d; r++)
+                for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
+        }
+#else
+        for (int r = i; r < d && r < i + 4; r++)
+            for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot(w + (size_t)r * n, x + (size_t)t * n, n);
+#endif
+    }
+}
+
+// y += a * x (vectorizes without fast-math: no reduction)
+static void axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void rmsnorm(float *o, const float *x, const float *weight, int size) {
+    float ss = 0.0f;
+    for (int j = 0; j < size; j++) ss += x[j] * x[j];
+    ss /= size;
+    ss += 1e-5f;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
+}
+
+// ----------------------------------------------------------------------------
+// the forward pass, for a block of T tokens at positions pos..pos+T-1
+
+static float *forward(Transformer *transformer, const int *tokens, int T, int pos) {
+    const Config *p = &transformer->config;
+    const TransformerWeights *w = &transformer->weights;
+    RunState *s = &transformer->state;
+    int dim = p->dim, hidden_dim = p->hidden_dim, head_size = dim / p->n_heads;
+    int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
+    int kv_mul = p->n_heads / p->n_kv_heads; // integer multiplier of the kv sharing in multiquery
+
+    for (int t = 0; t < T; t++) {
+        int token = tokens[t];
+        if (token < 0 || token >= p->vocab_size) die("token id %d out of range", token);
+        memcpy(s->x + (size_t)t * dim, w->token_embedding_table + (size_t)token * dim, dim * sizeof(float));
+    }
+
+    for (int l = 0; l < p->n_layers; l++) {
+        size_t loff = (size_t)l * p->seq_len * kv_dim; // kv cache layer offset
+        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + (size_t)l * dim, dim);
+
+        // qkv matmuls; k and v go straight into the cache rows pos..pos+T-1
+        float *k = s->key_cache + loff + (size_t)pos * kv_dim;
+        float *v = s->value_cache + loff + (size_t)pos * kv_dim;
+        matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, T, dim, dim);
+        matmul(k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim);
+        matmul(v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim);
+
+        // RoPE: rotate each pair of q and k by its position's angle
+        for (int t = 0; t < T; t++) {
+            const float *fcr = s->rope_cos + (size_t)(pos + t) * (head_size / 2);
+            const float *fci = s->rope_sin + (size_t)(pos + t) * (head_size / 2);
+            float *qt = s->q + (size_t)t * dim, *kt = k + (size_t)t * kv_dim;
+            for (int i = 0; i < dim; i += 2) {
+                int h = (i % head_size) / 2;
+                float q0 = qt[i], q1 = qt[i + 1];
+                qt[i] = q0 * fcr[h] - q1 * fci[h];
+                qt[i + 1] = q0 * fci[h] + q1 * fcr[h];
+                if (i < kv_dim) {
+                    float k0 = kt[i], k1 = kt[i + 1];
+                    kt[i] = k0 * fcr[h] - k1 * fci[h];
+                    kt[i + 1] = k0 * fci[h] + k1 * fcr[h];
+                }
+            }
+        }
+
+        // multihead causal attention: token t attends to positions 0..pos+t
+        int h;
+        #pragma omp parallel for schedule(static)
+        for (h = 0; h < p->n_heads; h++) {
+            for (int t = 0; t < T; t++) {
+                const float *q = s->q + (size_t)t * dim + h * head_size;
+                float *att = s->att + ((size_t)t * p->n_heads + h) * p->seq_len;
+                int last = pos + t;
+                for (int j = 0; j <= last; j++) {
+                    const float *kj = s->key_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size;
+                    att[j] = dot(q, kj, head_size) / sqrtf((float)head_size);
+                }
+                softmax(att, last + 1);
+                float *xb = s->xb + (size_t)t * dim + h * head_size;
+                memset(xb, 0, head_size * sizeof(float));
+                for (int j = 0; j <= last; j++)
+                    axpy(xb, att[j], s->value_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size, head_size);
+            }
+        }
+
+        // output projection and residual
+        matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, T, dim, dim);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
+
+        // ffn: w2(silu(w1(x)) * w3(x))
+        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + (size_t)l * dim, dim);
+        matmul(s->hb, s->xb, w->w1 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
+        matmul(s->hb2, s->xb, w->w3 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
+        for (size_t i = 0; i < (size_t)T * hidden_dim; i++) {
+            float val = s->hb[i];
+            val *= (1.0f / (1.0f + expf(-val))); // silu(x) = x * sigmoid(x)
+            s->hb[i] = val * s->hb2[i];
+        }
+        matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden_dim, T, hidden_dim, dim);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
+    }
+
+    // only the last token's logits are needed
+    float *x = s->x + (size_t)(T - 1) * dim;
+    rmsnorm(x, x, w->rms_final_weight, dim);
+    matmul(s->logits, x, w->wcls, 1, dim, p->vocab_size);
+    return s->logits;
+}
+
+// ----------------------------------------------------------------------------
+// the tokenizer, sampler, generation loops and command line live in llama2.h
+
+int main(int argc, char *argv[]) { return llama2_main(argc, argv); }

@@ -1,0 +1,407 @@
+/* Inference for Llama-2 Transformer models in pure C, int8 weights (Q8_0).
+   Reads version 2 checkpoints (export.py --version 2): every matmul weight is int8 with one float
+   scale per group of group_size values; activations are quantized the same way on the fly, so
+   matmuls are int8 x int8 dot products. The norms stay fp32. The tokenizer, sampler, generation
+   loop and command line are shared with run.c in llama2.h.
+
+   make run
+   ./runq stories15M_q80.bin -z tok5000.bin -i "从前，有一只会飞的狗叫波波"
+*/
+#include "llama2.h"
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(LLAMA2_SCALAR)
+#include <immintrin.h>
+#define USE_AVX2 1
+#endif
+
+#define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
+
+// ----------------------------------------------------------------------------
+// Transformer weights and state
+
+typedef struct {
+    const int8_t *q; // quantized values
+    const float *s;  // one scale per group
+} QuantizedTensor;
+
+typedef struct {
+    float *token_embedding_table;    // (vocab_size, dim), dequantized once at load
+    const float *rms_att_weight;     // (layer, dim) rmsnorm weights
+    const float *rms_ffn_weight;     // (layer, dim)
+    QuantizedTensor *wq;             // (layer, dim, n_heads * head_size)
+    QuantizedTensor *wk;             // (layer, dim, n_kv_heads * head_size)
+    QuantizedTensor *wv;             // (layer, dim, n_kv_heads * head_size)
+    QuantizedTensor *wo;             // (layer, n_heads * head_size, dim)
+    QuantizedTensor *w1;             // (layer, hidden_dim, dim)
+    QuantizedTensor *w2;             // (layer, dim, hidden_dim)
+    QuantizedTensor *w3;             // (layer, hidden_dim, dim)
+    const float *rms_final_weight;   // (dim,)
+    QuantizedTensor *wcls;           // (vocab_size, dim)
+    QuantizedTensor *all;            // every tensor above, in file order (owns the arrays)
+    float **copied_scales;           // scales copied out of the file when not 4-byte aligned
+    int n_copied;
+} TransformerWeights;
+
+typedef struct {
+    // activations for a block of B tokens, one row per token
+    float *x;          // (B, dim) current activations
+    float *xb;         // (B, dim) inside a residual branch
+    float *xb2;        // (B, dim)
+    float *hb;         // (B, hidden_dim) inside the ffn
+    float *hb2;        // (B, hidden_dim)
+    int8_t *xq;        // (B, max(dim, hidden_dim)) quantized activations
+    float *xs;         // (B, max(dim, hidden_dim) / group_size) their scales
+    float *q;          // (B, dim) queries
+    float *att;        // (B, n_heads, seq_len) attention scores
+    float *logits;     // (vocab_size,) output logits of the last token
+    float *key_cache;  // (layer, seq_len, kv_dim)
+    float *value_cache;// (layer, seq_len, kv_dim)
+    float *rope_cos;   // (seq_len, head_size/2), computed once instead of every step
+    float *rope_sin;
+} RunState;
+
+struct Transformer {
+    Config config;
+    int group_size;
+    TransformerWeights weights;
+    RunState state;
+    MappedFile file;
+};
+
+static void build_state(RunState *s, const Config *p, int gs) {
+    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads, hs = p->dim / p->n_heads;
+    size_t wide = p->dim > p->hidden_dim ? p->dim : p->hidden_dim;
+    s->x = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
+    s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
+    s->xq = xcalloc(B * wide, sizeof(int8_t), "activations");
+    s->xs = xcalloc(B * wide / gs, sizeof(float), "activations");
+    s->q = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
+    s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
+    s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
+    s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
+    s->rope_cos = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
+    s->rope_sin = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
+    for (int pos = 0; pos < p->seq_len; pos++) {
+        for (size_t i = 0; i < hs; i += 2) {
+            float freq = 1.0f / powf(10000.0f, i / (float)hs);
+            float val = pos * freq;
+            s->rope_cos[pos * hs / 2 + i / 2] = cosf(val);
+            s->rope_sin[pos * hs / 2 + i / 2] = sinf(val);
+        }
+    }
+}
+
+static void free_state(RunState *s) {
+    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->xq); free(s->xs);
+    free(s->q); free(s->att); free(s->logits); free(s->key_cache); free(s->value_cache);
+    free(s->rope_cos); free(s->rope_sin);
+}
+
+// Points n tensors of numel values each at the file, advancing *ptr past values and scales.
+static QuantizedTensor *init_quantized_tensors(TransformerWeights *w, QuantizedTensor *out, const unsigned char **ptr,
+                                               int n, size_t numel, int gs) {
+    for (int i = 0; i < n; i++) {
+        out[i].q = (const int8_t *)*ptr;
+        *ptr += numel;
+        if (((uintptr_t)*ptr) % sizeof(float) == 0) {
+            out[i].s = (const float *)*ptr;
+        } else { // int8 tensors of odd sizes leave the scales unaligned
+            float *copy = xcalloc(numel / gs, sizeof(float), "scales");
+            memcpy(copy, *ptr, numel / gs * sizeof(float));
+            w->copied_scales[w->n_copied++] = copy;
+            out[i].s = copy;
+        }
+        *ptr += numel / gs * sizeof(float);
+    }
+    return out;
+}
+
+static void dequantize(const QuantizedTensor *qx, float *x, size_t n, int gs) {
+    for (size_t i = 0; i < n; i++) x[i] = qx->q[i] * qx->s[i / gs];
+}
+
+static void memory_map_weights(TransformerWeights *w, const Config *p, const unsigned char *ptr, int shared, int gs) {
+    size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim, V = p->vocab_size;
+    size_t kv = p->n_kv_heads * hs;
+    const float *fptr = (const float *)ptr; // the header is 256 bytes, so this is aligned
+    w->rms_att_weight = fptr; fptr += L * dim;
+    w->rms_ffn_weight = fptr; fptr += L * dim;
+    w->rms_final_weight = fptr; fptr += dim;
+    ptr = (const unsigned char *)fptr;
+    size_t ntensors = 1 + 7 * L + 1;
+    w->all = xcalloc(ntensors, sizeof(QuantizedTensor), "the model");
+    w->copied_scales = xcalloc(ntensors, sizeof(float *), "the model");
+    QuantizedTensor *next = w->all;
+    QuantizedTensor *emb = init_quantized_tensors(w, next, &ptr, 1, V * dim, gs); next += 1;
+    w->wq = init_quantized_tensors(w, next, &ptr, L, dim * dim, gs); next += L;
+    w->wk = init_quantized_tensors(w, next, &ptr, L, dim * kv, gs); next += L;
+    w->wv = init_quantized_tensors(w, next, &ptr, L, dim * kv, gs); next += L;
+    w->wo = init_quantized_tensors(w, next, &ptr, L, dim * dim, gs); next += L;
+    w->w1 = init_quantized_tensors(w, next, &ptr, L, dim * hid, gs); next += L;
+    w->w2 = init_quantized_tensors(w, next, &ptr, L, hid * dim, gs); next += L;
+    w->w3 = init_quantized_tensors(w, next, &ptr, L, dim * hid, gs); next += L;
+    w->wcls = shared ? emb : init_quantized_tensors(w, next, &ptr, 1, V * dim, gs);
+    w->token_embedding_table = xcalloc(V * dim, sizeof(float), "the token embedding");
+    dequantize(emb, w->token_embedding_table, V * dim, gs);
+}
+
+static Transformer *build_transformer(const char *checkpoint_path) {
+    Transformer *t = xcalloc(1, sizeof(Transformer), "the model");
+    map_file(&t->file, checkpoint_path);
+    Header h;
+    read_header(checkpoint_path, t->file.data, t->file.size, &h);
+    if (h.version != 2) die("%s is an fp32 (version %d) checkpoint: run it with ./run", checkpoint_path, h.version);
+    check_file_size(checkpoint_path, &h, t->file.size);
+    t->config = h.config;
+    t->group_size = h.group_size;
+    memory_map_weights(&t->weights, &t->config, t->file.data + h.header_bytes, h.shared_classifier, h.group_size);
+    build_state(&t->state, &t->config, h.group_size);
+    return t;
+}
+
+static void free_transformer(Transformer *t) {
+    TransformerWeights *w = &t->weights;
+    for (int i = 0; i < w->n_copied; i++) free(w->copied_scales[i]);
+    free(w->copied_scales); free(w->all); free(w->token_embedding_table);
+    unmap_file(&t->file);
+    free_state(&t->state);
+    free(t);
+}
+
+static const Config *transformer_config(const Transformer *t) { return &t->config; }
+static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
+
+// ----------------------------------------------------------------------------
+// kernels: the only code that knows about SIMD. Each has a portable scalar path, used when
+// the compiler does not target AVX2+FMA (or with -DLLAMA2_SCALAR); tests compare the two.
+
+static float dot(const float *a, const float *b, int n) {
+#ifdef USE_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    int j = 0;
+    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    float val = _mm_cvtss_f32(s);
+    for (; j < n; j++) val += a[j] * b[j];
+    return val;
+#else
+    float val = 0.0f;
+    for (int j = 0; j < n; j++) val += a[j] * b[j];
+    return val;
+#endif
+}
+
+// Quantizes T rows of n floats per group of gs: scale = max|x| / 127, q = round(x / scale).
+static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) {
+    for (size_t g = 0; g < (size_t)T * n / gs; g++) {
+        const float *xg = x + g * gs;
+        float wmax = 0.0f;
+        for (int i = 0; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
+        float scale = wmax / 127.0f;
+        s[g] = scale;
+        for (int i = 0; i < gs; i++) {
+            float r = scale > 0.0f ? roundf(xg[i] / scale) : 0.0f;
+            q[g * gs + i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r == r ? r : 0); // NaN -> 0
+        }
+    }
+}
+
+#ifdef USE_AVX2
+static inline float hsum8(__m256 acc) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// 32 int8 products summed into 8 int32 lanes. maddubs wants one unsigned operand, so the
+// weights' signs move onto x: |w| * (x * sign(w)) == w * x.
+static inline __m256i dot32_i8(__m256i w, __m256i x) {
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+}
+
+// R rows of W times C rows of x, R*C float accumulators; gs is a multiple of 32.
+static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
+                                                              const QuantizedTensor *w, int n, int d, int gs,
+                                                              int i, int t, int R, int C) {
+    __m256 acc[4][2];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    for (int j = 0; j < n; j += gs) {
+        __m256i sum[4][2];
+        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) sum[r][c] = _mm256_setzero_si256();
+        for (int k = j; k < j + gs; k += 32) {
+            __m256i xv[2];
+            for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(t + c) * n + k));
+            for (int r = 0; r < R; r++) {
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(w->q + (size_t)(i + r) * n + k));
+                for (int c = 0; c < C; c++) sum[r][c] = _mm256_add_epi32(sum[r][c], dot32_i8(wv, xv[c]));
+            }
+        }
+        for (int r = 0; r < R; r++) {
+            float ws = w->s[((size_t)(i + r) * n + j) / gs];
+            for (int c = 0; c < C; c++) {
+                __m256 scale = _mm256_set1_ps(ws * xs[((size_t)(t + c) * n + j) / gs]);
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][c]), scale, acc[r][c]);
+            }
+        }
+    }
+    for (int r = 0; r < R; r++)
+        for (int c = 0; c < C; c++) xout[(size_t)(t + c) * d + i + r] = hsum8(acc[r][c]);
+}
+#endif
+
+// One output of the portable path: int32 sums per group, scaled and summed in float.
+static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const float *xs, int n, int gs) {
+    float val = 0.0f;
+    for (int j = 0; j < n; j += gs) {
+        int32_t ival = 0;
+        for (int k = 0; k < gs; k++) ival += (int32_t)xq[j + k] * (int32_t)wq[j + k];
+        val += (float)ival * ws[j / gs] * xs[j / gs];
+    }
+    return val;
+}
+
+// xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
+static void matmul(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d, int gs) {
+    int i;
+    #pragma omp parallel for schedule(static)
+    for (i = 0; i < d; i += 4) {
+#ifdef USE_AVX2
+        if (gs % 32 == 0) {
+            int t = 0;
+            if (i + 4 <= d) {
+                for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 2);
+                for (; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 1);
+            } else {
+                for (int r = i; r < d; r++)
+                    for (t = 0; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, r, t, 1, 1);
+            }
+            continue;
+        }
+#endif
+        for (int r = i; r < d && r < i + 4; r++)
+            for (int t = 0; t < T; t++)
+                xout[(size_t)t * d + r] = dot_q8(w->q + (size_t)r * n, w->s + (size_t)r * n / gs,
+                                                 xq + (size_t)t * n, xs + (size_t)t * n / gs, n, gs);
+    }
+}
+
+static void axpy(float *y, float a, const float *x, int n) {
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
+}
+
+static void rmsnorm(float *o, const float *x, const float *weight, int size) {
+    float ss = 0.0f;
+    for (int j = 0; j < size; j++) ss += x[j] * x[j];
+    ss /= size;
+    ss += 1e-5f;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
+}
+
+// ----------------------------------------------------------------------------
+// the forward pass, for a block of T tokens at positions pos..pos+T-1
+
+static float *forward(Transformer *transformer, const int *tokens, int T, int pos) {
+    const Config *p = &transformer->config;
+    const TransformerWeights *w = &transformer->weights;
+    RunState *s = &transformer->state;
+    int dim = p->dim, hidden_dim = p->hidden_dim, head_size = dim / p->n_heads, gs = transformer->group_size;
+    int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
+    int kv_mul = p->n_heads / p->n_kv_heads; // integer multiplier of the kv sharing in multiquery
+
+    for (int t = 0; t < T; t++) {
+        int token = tokens[t];
+        if (token < 0 || token >= p->vocab_size) die("token id %d out of range", token);
+        memcpy(s->x + (size_t)t * dim, w->token_embedding_table + (size_t)token * dim, dim * sizeof(float));
+    }
+
+    for (int l = 0; l < p->n_layers; l++) {
+        size_t loff = (size_t)l * p->seq_len * kv_dim; // kv cache layer offset
+        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + (size_t)l * dim, dim);
+
+        // qkv matmuls; k and v go straight into the cache rows pos..pos+T-1
+        float *k = s->key_cache + loff + (size_t)pos * kv_dim;
+        float *v = s->value_cache + loff + (size_t)pos * kv_dim;
+        quantize(s->xq, s->xs, s->xb, T, dim, gs);
+        matmul(s->q, s->xq, s->xs, w->wq + l, T, dim, dim, gs);
+        matmul(k, s->xq, s->xs, w->wk + l, T, dim, kv_dim, gs);
+        matmul(v, s->xq, s->xs, w->wv + l, T, dim, kv_dim, gs);
+
+        // RoPE: rotate each pair of q and k by its position's angle
+        for (int t = 0; t < T; t++) {
+            const float *fcr = s->rope_cos + (size_t)(pos + t) * (head_size / 2);
+            const float *fci = s->rope_sin + (size_t)(pos + t) * (head_size / 2);
+            float *qt = s->q + (size_t)t * dim, *kt = k + (size_t)t * kv_dim;
+            for (int i = 0; i < dim; i += 2) {
+                int h = (i % head_size) / 2;
+                float q0 = qt[i], q1 = qt[i + 1];
+                qt[i] = q0 * fcr[h] - q1 * fci[h];
+                qt[i + 1] = q0 * fci[h] + q1 * fcr[h];
+                if (i < kv_dim) {
+                    float k0 = kt[i], k1 = kt[i + 1];
+                    kt[i] = k0 * fcr[h] - k1 * fci[h];
+                    kt[i + 1] = k0 * fci[h] + k1 * fcr[h];
+                }
+            }
+        }
+
+        // multihead causal attention: token t attends to positions 0..pos+t
+        int h;
+        #pragma omp parallel for schedule(static)
+        for (h = 0; h < p->n_heads; h++) {
+            for (int t = 0; t < T; t++) {
+                const float *q = s->q + (size_t)t * dim + h * head_size;
+                float *att = s->att + ((size_t)t * p->n_heads + h) * p->seq_len;
+                int last = pos + t;
+                for (int j = 0; j <= last; j++) {
+                    const float *kj = s->key_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size;
+                    att[j] = dot(q, kj, head_size) / sqrtf((float)head_size);
+                }
+                softmax(att, last + 1);
+                float *xb = s->xb + (size_t)t * dim + h * head_size;
+                memset(xb, 0, head_size * sizeof(float));
+                for (int j = 0; j <= last; j++)
+                    axpy(xb, att[j], s->value_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size, head_size);
+            }
+        }
+
+        // output projection and residual
+        quantize(s->xq, s->xs, s->xb, T, dim, gs);
+        matmul(s->xb2, s->xq, s->xs, w->wo + l, T, dim, dim, gs);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
+
+        // ffn: w2(silu(w1(x)) * w3(x))
+        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + (size_t)l * dim, dim);
+        quantize(s->xq, s->xs, s->xb, T, dim, gs);
+        matmul(s->hb, s->xq, s->xs, w->w1 + l, T, dim, hidden_dim, gs);
+        matmul(s->hb2, s->xq, s->xs, w->w3 + l, T, dim, hidden_dim, gs);
+        for (size_t i = 0; i < (size_t)T * hidden_dim; i++) {
+            float val = s->hb[i];
+            val *= (1.0f / (1.0f + expf(-val))); // silu(x) = x * sigmoid(x)
+            s->hb[i] = val * s->hb2[i];
+        }
+        quantize(s->xq, s->xs, s->hb, T, hidden_dim, gs);
+        matmul(s->xb, s->xq, s->xs, w->w2 + l, T, hidden_dim, dim, gs);
+        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
+    }
+
+    // only the last token's logits are needed
+    float *x = s->x + (size_t)(T - 1) * dim;
+    rmsnorm(x, x, w->rms_final_weight, dim);
+    quantize(s->xq, s->xs, x, 1, dim, gs);
+    matmul(s->logits, s->xq, s->xs, w->wcls, 1, dim, p->vocab_size, gs);
+    return s->logits;
+}
+
+// ----------------------------------------------------------------------------
+// the tokenizer, sampler, generation loops and command line live in llama2.h
+
+int main(int argc, char *argv[]) { return llama2_main(argc, argv); }

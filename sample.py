@@ -1,0 +1,116 @@
+"""
+Sample stories from a trained model, printing them as they are generated.
+
+    python3 sample.py --checkpoint=out/ckpt.pt --start=从前 --max_new_tokens=200
+    python3 sample.py --checkpoint=stories15M.bin --tokenizer=data/tok5000.model --temperature=0
+    python3 sample.py --checkpoint=out/model.bin --tokenizer=data/tok5000.model --start=FILE:prompt.txt
+
+--checkpoint is a train.py ckpt.pt or a llama2.c .bin (version 0 or 1; version 2 is dequantized).
+--tokenizer is a sentencepiece .model; for a ckpt.pt it defaults to {data_root}/tok{vocab_size}.model
+of the training run. Settings are --key=value as in train.py. temperature 0 is greedy.
+Generation stops at max_new_tokens or when the model ends the story (EOS or a new BOS).
+"""
+
+import os
+import sys
+from contextlib import nullcontext
+
+import torch
+
+from configurator import configure
+from export import load_checkpoint, load_model_bin
+
+# -----------------------------------------------------------------------------
+checkpoint = "out/ckpt.pt"
+start = ""  # or "FILE:prompt.txt" to read the prompt from a file
+num_samples = 1  # number of samples to draw
+max_new_tokens = 256  # number of tokens generated in each sample
+temperature = 1.0  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random, 0 = greedy
+top_k = 300  # retain only the top_k most likely tokens, clamp others to have 0 probability; 0 = off
+tokenizer = ""  # sentencepiece .model; empty: the training run's data_root/tok{vocab_size}.model
+seed = 1337
+device = "cpu"  # examples: 'cpu', 'cuda', 'cuda:0'
+dtype = "float32"  # float32|bfloat16|float16 (autocast on cuda only)
+# -----------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items()
+               if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
+globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+
+
+def fail(msg):
+    print(f"error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def stream_decode(tok, ids, printed):
+    """Print the text of ids beyond what was already printed. A trailing U+FFFD means a
+    character whose bytes have not all been generated yet: hold it back until they have."""
+    text = tok.decode(ids)
+    stable = text.rstrip("\ufffd")
+    if stable.startswith(printed) and len(stable) > len(printed):
+        sys.stdout.write(stable[len(printed):])
+        sys.stdout.flush()
+        return stable
+    return printed
+
+
+if device.startswith("cuda") and not torch.cuda.is_available():
+    fail(f"device={device} but CUDA is not available; use --device=cpu")
+if num_samples < 1 or max_new_tokens < 0 or temperature < 0 or top_k < 0:
+    fail("num_samples must be >= 1, and max_new_tokens, temperature and top_k >= 0")
+torch.manual_seed(seed)
+ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
+if ptdtype is None:
+    fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+ctx = nullcontext() if not device.startswith("cuda") else torch.amp.autocast(device_type="cuda", dtype=ptdtype)
+
+# the model, and the tokenizer it was trained with
+try:
+    if checkpoint.endswith(".pt"):
+        model = load_checkpoint(checkpoint)
+        if not tokenizer:
+            run = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config", {})
+            if run.get("vocab_source") == "custom":
+                tokenizer = os.path.join(run.get("data_root", "data"), f"tok{run['vocab_size']}.model")
+    else:
+        model = load_model_bin(checkpoint)
+except ValueError as e:
+    fail(str(e))
+model.to(device)
+model.eval()
+
+try:
+    from tokenizer import Tokenizer
+    tok = Tokenizer(tokenizer) if tokenizer else Tokenizer()
+except Exception as e:
+    fail(f"cannot load tokenizer {tokenizer or '(default)'}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+if tok.n_words != model.params.vocab_size:
+    fail(f"tokenizer {tokenizer} has {tok.n_words} pieces but the model's vocab_size is {model.params.vocab_size}")
+
+if start.startswith("FILE:"):
+    try:
+        with open(start[5:], "r", encoding="utf-8") as f:
+            start = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        fail(f"cannot read prompt file {start[5:]}: {e}")
+start_ids = tok.encode(start, bos=True, eos=False)
+if len(start_ids) > model.params.max_seq_len:
+    fail(f"the prompt is {len(start_ids)} tokens, longer than the model's context of {model.params.max_seq_len}")
+
+stop_ids = {tok.eos_id, tok.bos_id}
+with torch.no_grad(), ctx:
+    for k in range(num_samples):
+        idx = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
+        printed = stream_decode(tok, start_ids, "")
+        for _ in range(max_new_tokens):
+            idx = model.generate(idx, 1, temperature=temperature, top_k=top_k or None)
+            if int(idx[0, -1]) in stop_ids:
+                idx = idx[:, :-1]
+                break
+            printed = stream_decode(tok, idx[0].tolist(), printed)
+        # whatever is still held back (a character cut off by max_new_tokens) is printed as is
+        text = tok.decode(idx[0].tolist())
+        if text.startswith(printed):
+            sys.stdout.write(text[len(printed):])
+        sys.stdout.write("\n---------------\n")
+        sys.stdout.flush()

@@ -1,0 +1,205 @@
+"""Tests for export.py: byte layouts of v0/v1/v2, round trips through load_model_bin, the
+Hugging Face layout, bad files, and the CLI."""
+
+import json
+import os
+import struct
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from export import load_checkpoint, load_model_bin, model_export, quantize_q80, read_bin_header
+from model import ModelArgs, Transformer, shares_classifier, untie_classifier
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ARGS = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=97, multiple_of=32, max_seq_len=40)
+
+
+def make_model(shared=True, seed=0):
+    torch.manual_seed(seed)
+    m = Transformer(ModelArgs(**ARGS))
+    with torch.no_grad():  # non-trivial norms so a swapped tensor would show
+        for p in m.parameters():
+            if p.dim() == 1:
+                p.uniform_(0.5, 1.5)
+    if not shared:
+        untie_classifier(m)
+        with torch.no_grad():
+            m.output.weight.mul_(-2.0)
+    return m.eval()
+
+
+def ints(b, off, n):
+    return list(struct.unpack_from(f"<{n}i", b, off))
+
+
+def floats(b, off, n):
+    return np.frombuffer(b, dtype="<f4", count=n, offset=off)
+
+
+def test_v0_layout_field_by_field(tmp_path):
+    m = make_model()
+    p = tmp_path / "m.bin"
+    model_export(m, str(p), version=0)
+    b = p.read_bytes()
+    hidden = m.layers[0].feed_forward.w1.weight.shape[0]
+    assert hidden == 192
+    assert ints(b, 0, 7) == [64, 192, 2, 4, 2, 97, 40]
+    off = 28
+    V, D, L, hs = 97, 64, 2, 16
+    np.testing.assert_array_equal(floats(b, off, V * D), m.tok_embeddings.weight.detach().numpy().ravel())
+    off += 4 * V * D
+    np.testing.assert_array_equal(floats(b, off, D), m.layers[0].attention_norm.weight.detach().numpy())
+    off += 4 * L * D
+    np.testing.assert_array_equal(floats(b, off, D * D), m.layers[0].attention.wq.weight.detach().numpy().ravel())
+    np.testing.assert_array_equal(floats(b, off + 4 * D * D, D * D), m.layers[1].attention.wq.weight.detach().numpy().ravel())
+    # the file ends with the final norm and the two RoPE tables (seq_len x head_size/2 each)
+    tail = 4 * (D + 2 * 40 * hs // 2)
+    np.testing.assert_array_equal(floats(b, len(b) - tail, D), m.norm.weight.detach().numpy())
+    np.testing.assert_allclose(floats(b, len(b) - 4 * 40 * hs, 40 * hs // 2), m.freqs_cos.numpy().ravel())
+    assert len(b) == read_bin_header(str(p))["expected_size"]
+
+
+def test_v1_v2_headers_field_by_field(tmp_path):
+    m = make_model(shared=False)
+    for version in (1, 2):
+        p = tmp_path / f"m{version}.bin"
+        model_export(m, str(p), version=version)
+        b = p.read_bytes()
+        assert struct.unpack_from("<I", b, 0)[0] == 0x616B3432 and b[:4] == b"24ka"
+        assert ints(b, 4, 1) == [version]
+        assert ints(b, 8, 7) == [64, 192, 2, 4, 2, 97, 40]  # vocab_size stays positive
+        assert b[36] == 0  # not shared
+        if version == 2:
+            assert ints(b, 37, 1) == [64]  # group size: 64 divides dim 64
+            assert b[41:256] == bytes(215)
+        else:
+            assert b[37:256] == bytes(219)
+        # the first tensor after the header is layer 0's attention norm, in both versions
+        np.testing.assert_array_equal(floats(b, 256, 64), m.layers[0].attention_norm.weight.detach().numpy())
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_round_trip_v0_v1_v2(tmp_path, shared):
+    m = make_model(shared=shared)
+    x = torch.randint(0, 97, (2, 20))
+    ref = m(x, x)
+    for version in (0, 1, 2):
+        p = tmp_path / f"m{version}.bin"
+        model_export(m, str(p), version=version)
+        m2 = load_model_bin(str(p))
+        assert shares_classifier(m2) == shared
+        assert m2.params.vocab_size == 97 and m2.params.max_seq_len == 40
+        sd, sd2 = m.state_dict(), m2.state_dict()
+        for k in sd:
+            if version < 2 or sd[k].dim() == 1:
+                assert torch.equal(sd[k], sd2[k]), (version, k)
+            else:
+                # Q8_0: every value within half a quantization step of its group's scale
+                w = sd[k].reshape(-1, 64)
+                step = w.abs().max(dim=1, keepdim=True).values / 127
+                assert ((sd2[k].reshape(-1, 64) - w).abs() <= step / 2 + 1e-7).all(), k
+        out = m2(x, x)
+        if version < 2:
+            assert torch.equal(out, ref)
+        else:
+            assert (out - ref).abs().max() < 0.05
+    if not shared:
+        b = (tmp_path / "m0.bin").read_bytes()
+        assert ints(b, 0, 7)[5] == -97  # v0 marks an unshared classifier with a negative vocab_size
+        np.testing.assert_array_equal(floats(b, len(b) - 4 * 97 * 64, 97 * 64),
+                                      m.output.weight.detach().numpy().ravel())
+
+
+def test_export_does_not_mutate_model(tmp_path):
+    m = make_model(shared=False)
+    before = {k: v.clone() for k, v in m.state_dict().items()}
+    model_export(m, str(tmp_path / "a.bin"), version=0)
+    model_export(m, str(tmp_path / "b.bin"), version=0)  # the original flipped vocab_size twice here
+    model_export(m, str(tmp_path / "q.bin"), version=2)
+    assert (tmp_path / "a.bin").read_bytes() == (tmp_path / "b.bin").read_bytes()
+    assert m.params.vocab_size == 97 and not shares_classifier(m)
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, before[k])
+
+
+def test_quantize_q80_zero_group():
+    w = torch.cat([torch.zeros(64), torch.linspace(-1, 1, 64)])
+    q, s, err = quantize_q80(w, 64)
+    assert s[0] == 0 and (q[0] == 0).all()  # no NaN from 0/0
+    assert q[1].abs().max() == 127 and err <= s[1] / 2 + 1e-7
+
+
+def test_hf_export_matches_rotate_half_attention(tmp_path):
+    """HF's Llama applies RoPE with rotate_half (first half/second half of each head); its q/k
+    weights must be permuted so it computes the same rotated queries as our interleaved pairs."""
+    m = make_model()
+    model_export(m, str(tmp_path / "hf"), version=-1, dtype=torch.float32)
+    cfg = json.loads((tmp_path / "hf" / "config.json").read_text())
+    assert cfg["hidden_size"] == 64 and cfg["intermediate_size"] == 192
+    assert cfg["num_key_value_heads"] == 2 and cfg["tie_word_embeddings"] is True
+    sd = torch.load(tmp_path / "hf" / "pytorch_model.bin", weights_only=True)
+    assert len(sd) == 2 + 9 * 2 + 1
+    x = torch.randn(1, 7, 64)
+    T, hs = 7, 16
+    from model import apply_rotary_emb
+    cos, sin = m.freqs_cos[:T], m.freqs_sin[:T]
+    for name, heads in (("q", 4), ("k", 2)):
+        w = getattr(m.layers[1].attention, "w" + name).weight
+        ours = (x @ w.T).view(1, T, heads, hs)
+        ours, _ = apply_rotary_emb(ours, ours, cos, sin)
+        hf = (x @ sd[f"model.layers.1.self_attn.{name}_proj.weight"].T).view(1, T, heads, hs)
+        c = torch.cat([cos, cos], -1).view(1, T, 1, hs)
+        s = torch.cat([sin, sin], -1).view(1, T, 1, hs)
+        rot = torch.cat([-hf[..., hs // 2:], hf[..., :hs // 2]], -1)
+        hf = hf * c + rot * s
+        # same values, features reordered within each head: (pairs interleaved) vs (halves)
+        ours = ours.view(1, T, heads, hs // 2, 2).transpose(-1, -2).reshape(1, T, heads, hs)
+        torch.testing.assert_close(hf, ours)
+    model_export(m, str(tmp_path / "hf16"), version=-1, dtype=torch.float16)
+    sd16 = torch.load(tmp_path / "hf16" / "pytorch_model.bin", weights_only=True)
+    assert sd16["lm_head.weight"].dtype == torch.float16
+
+
+def test_bad_files_raise_clear_value_errors(tmp_path):
+    m = make_model()
+    good = tmp_path / "good.bin"
+    model_export(m, str(good), version=1)
+    b = good.read_bytes()
+    cases = {
+        "trunc.bin": (b[:-4], "does not match its header"),
+        "long.bin": (b + b"\0", "does not match its header"),
+        "tiny.bin": (b[:10], "too short"),
+        "ver.bin": (b[:4] + struct.pack("<i", 7) + b[8:], "unsupported model file version 7"),
+        "zero.bin": (bytes(1000), "not a llama2.c model file"),
+        "heads.bin": (b[:8] + struct.pack("<7i", 64, 192, 2, 5, 5, 97, 40) + b[36:], "n_heads"),
+    }
+    for name, (data, msg) in cases.items():
+        (tmp_path / name).write_bytes(data)
+        with pytest.raises(ValueError, match=msg):
+            load_model_bin(str(tmp_path / name))
+    with pytest.raises(ValueError, match="cannot read"):
+        load_model_bin(str(tmp_path / "missing.bin"))
+
+
+def test_cli_from_checkpoint_and_errors(tmp_path):
+    m = make_model(shared=False)
+    ckpt = {"model": m.state_dict(), "model_args": ARGS, "iter_num": 1, "best_val_loss": 1.0,
+            "config": {}, "optimizer": {}}
+    torch.save(ckpt, tmp_path / "ckpt.pt")
+    m2 = load_checkpoint(str(tmp_path / "ckpt.pt"))
+    assert not shares_classifier(m2) and torch.equal(m2.output.weight, m.output.weight)
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), str(tmp_path / "out.bin"),
+                        "--version", "2", "--checkpoint", str(tmp_path / "ckpt.pt")],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert read_bin_header(str(tmp_path / "out.bin"))["version"] == 2
+    (tmp_path / "bad.pt").write_bytes(b"PK\x03\x04 not really a zip")
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), str(tmp_path / "o.bin"),
+                        "--checkpoint", str(tmp_path / "bad.pt")], capture_output=True, text=True)
+    assert r.returncode != 0
+    assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: cannot load checkpoint")
+    assert not (tmp_path / "o.bin").exists()

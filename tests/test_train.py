@@ -1,0 +1,236 @@
+"""Tests for train.py (+ configurator.py): real runs on tiny models and tiny pretokenized shards,
+single process and DDP through torchrun (gloo on the CPU): learning, checkpoints, exact resume,
+kill -9 during a save, gradient averaging across ranks, 2 "nodes" on 127.0.0.1, bad input."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from export import load_model_bin
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TRAIN = os.path.join(ROOT, "train.py")
+VOCAB = 64
+
+TINY = ["--vocab_source=custom", f"--vocab_size={VOCAB}", "--device=cpu", "--compile=False",
+        "--dtype=float32", "--batch_size=4", "--max_seq_len=16", "--dim=32", "--n_layers=2",
+        "--n_heads=4", "--n_kv_heads=2", "--multiple_of=16", "--eval_iters=2", "--log_interval=1",
+        "--warmup_iters=2", "--learning_rate=1e-2", "--gradient_accumulation_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def data_root(tmp_path_factory):
+    """Pretokenized shards as tinystories.py writes them: uint16 [BOS] + story + [EOS], shard 0 = val.
+    Eight short "stories" repeat, so a tiny model can learn them quickly."""
+    root = tmp_path_factory.mktemp("data")
+    (root / f"tok{VOCAB}").mkdir()
+    rng = np.random.default_rng(0)
+    stories = [np.concatenate([[1], rng.integers(3, VOCAB, size=20), [2]]) for _ in range(8)]
+    for i in range(3):
+        order = rng.integers(0, 8, size=300)
+        np.concatenate([stories[j] for j in order]).astype(np.uint16).tofile(root / f"tok{VOCAB}" / f"shard{i:02d}.bin")
+    return str(root)
+
+
+def env(**extra):
+    e = dict(os.environ)
+    e["OMP_NUM_THREADS"] = "1"  # the test machine is shared; also keeps runs deterministic
+    e.update(extra)
+    return e
+
+
+def train(out_dir, data_root, *args, extra_env=None, timeout=120):
+    cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={out_dir}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout)
+
+
+def torchrun(launch_args, out_dir, data_root, *args, extra_env=None, timeout=180):
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launch_args, TRAIN, *TINY,
+           f"--data_root={data_root}", f"--out_dir={out_dir}", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout)
+
+
+def load_ckpt(path):
+    return torch.load(path, map_location="cpu", weights_only=True)
+
+
+def assert_same_state(a, b):
+    assert a["iter_num"] == b["iter_num"]
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k]), k
+    sa, sb = a["optimizer"]["state"], b["optimizer"]["state"]
+    assert sa.keys() == sb.keys()
+    for i in sa:
+        for k in sa[i]:
+            assert torch.equal(sa[i][k], sb[i][k]), (i, k)
+
+
+def test_single_process_learns_and_saves(tmp_path, data_root):
+    out = tmp_path / "out"
+    r = train(out, data_root, "--max_iters=40", "--eval_interval=20")
+    assert r.returncode == 0, r.stderr
+    assert "tokens per iteration will be: 64" in r.stdout
+    assert "tok/s" in r.stdout and "eta" in r.stdout
+    points = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    train_points = [p for p in points if "loss" in p]
+    evals = [p for p in points if "val_loss" in p]
+    assert len(train_points) == 41 and [p["iter"] for p in evals] == [0, 20, 40]
+    assert evals[-1]["val_loss"] < evals[0]["val_loss"] - 1.0  # learned the repeating stories
+    ck = load_ckpt(out / "ckpt.pt")
+    assert {"model", "optimizer", "model_args", "iter_num", "best_val_loss", "config", "data_state"} <= ck.keys()
+    assert ck["iter_num"] == 40 and ck["config"]["dim"] == 32 and len(ck["data_state"]) == 1
+    m = load_model_bin(str(out / "model.bin"))  # v0 export of the same weights
+    for k, v in m.state_dict().items():
+        assert torch.equal(v, ck["model"][k]), k
+
+
+def test_resume_is_exact(tmp_path, data_root):
+    common = ["--eval_interval=3", "--always_save_checkpoint=True", "--dropout=0.1"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = train(a, data_root, "--max_iters=6", *common)
+    assert r.returncode == 0, r.stderr
+    r = train(b, data_root, "--max_iters=3", *common)
+    assert r.returncode == 0, r.stderr
+    assert load_ckpt(b / "ckpt.pt")["iter_num"] == 3
+    r = train(b, data_root, "--max_iters=6", "--init_from=resume", *common)
+    assert r.returncode == 0, r.stderr
+    assert_same_state(load_ckpt(a / "ckpt.pt"), load_ckpt(b / "ckpt.pt"))
+
+
+def test_kill_during_checkpoint_save_keeps_previous_checkpoint(tmp_path, data_root):
+    out = tmp_path / "out"
+    cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={out}",
+           "--max_iters=1000", "--eval_interval=1", "--always_save_checkpoint=True"]
+    # each of torch.save's ~400 writes pauses 3 ms: a save takes over a second, the kill lands inside one
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                         env=env(LLAMA2C_SLOW_SAVE="0.003"))
+    ckpt, tmp = out / "ckpt.pt", out / "ckpt.pt.tmp"
+    try:
+        deadline = time.time() + 90
+        while not ckpt.exists():  # the first checkpoint (iter 1) is complete
+            assert p.poll() is None and time.time() < deadline, p.stderr.read() if p.poll() is not None else "timeout"
+            time.sleep(0.05)
+        while not (tmp.exists() and tmp.stat().st_size > 0):  # the next one is being written
+            assert p.poll() is None and time.time() < deadline
+            time.sleep(0.02)
+        time.sleep(0.3)  # well inside the ~1.3 s write
+        assert p.poll() is None
+        os.kill(p.pid, signal.SIGKILL)
+        p.wait(timeout=10)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    # the half-written temp file is garbage, and the previous checkpoint is intact
+    with pytest.raises(Exception):
+        load_ckpt(tmp)
+    ck = load_ckpt(ckpt)
+    n = ck["iter_num"]
+    assert n >= 1
+    r = train(out, data_root, f"--max_iters={n + 1}", "--eval_interval=1", "--init_from=resume",
+              "--always_save_checkpoint=True")
+    assert r.returncode == 0, r.stderr
+    assert load_ckpt(ckpt)["iter_num"] == n + 1
+
+
+def one_line_error(r):
+    assert r.returncode != 0
+    err = r.stderr.strip()
+    assert "Traceback" not in err and err.count("\n") == 0 and err.startswith("error:"), err
+    return err
+
+
+def test_bad_input_one_line_errors(tmp_path, data_root):
+    out = tmp_path / "out"
+    err = one_line_error(train(out, data_root, "--bogus=1"))
+    assert "unknown setting 'bogus'" in err
+    err = one_line_error(train(out, data_root, "--batch_size=abc"))
+    assert "batch_size" in err and "int" in err
+    err = one_line_error(train(out, data_root, "--vocab_source=gpt"))
+    assert "vocab_source" in err
+    # no data; the seed's 15M settings on one process give the tokens-per-iteration line of the README
+    (tmp_path / "empty").mkdir()
+    r = train(out, str(tmp_path / "empty"), "--batch_size=128", "--max_seq_len=256", "--gradient_accumulation_steps=4")
+    assert "tokens per iteration will be: 131,072" in r.stdout
+    err = one_line_error(r)
+    assert "pretokenize" in err
+    err = one_line_error(train(tmp_path / "nockpt", data_root, "--init_from=resume"))
+    assert "no checkpoint" in err
+    (out / "ckpt.pt").write_bytes(b"PK\x03\x04" + os.urandom(200))
+    err = one_line_error(train(out, data_root, "--init_from=resume"))
+    assert "corrupt" in err
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_ddp_two_ranks_average_gradients_and_resume_exactly(tmp_path, data_root):
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    common = ["--gradient_accumulation_steps=4", "--eval_interval=2", "--always_save_checkpoint=True",
+              "--grad_clip=0.5"]
+    standalone = ["--standalone", "--nproc_per_node=2"]
+    r = torchrun(standalone, tmp_path / "a", data_root, "--max_iters=4", *common,
+                 extra_env={"LLAMA2C_TEST_DUMP": str(dump)})
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert "breaks down as: 2 grad accum steps * 2 processes * 4 batch size * 16 max seq len" in r.stdout
+    assert "tokens per iteration will be: 256" in r.stdout
+
+    from model import ModelArgs, Transformer
+    ck = load_ckpt(tmp_path / "a" / "ckpt.pt")
+    assert len(ck["data_state"]) == 2 and ck["world_size"] == 2
+    model = Transformer(ModelArgs(**ck["model_args"]))
+    for it in range(5):
+        d0 = torch.load(dump / f"rank0_iter{it}.pt", weights_only=True)
+        d1 = torch.load(dump / f"rank1_iter{it}.pt", weights_only=True)
+        for k in d0["params"]:
+            assert torch.equal(d0["params"][k], d1["params"][k]), (it, k)  # ranks in lockstep
+        assert len(d0["xs"]) == 2 and not torch.equal(d0["xs"][0], d1["xs"][0])  # different data
+        # the all-reduced gradient == one process's gradient on the union of both ranks' batches
+        model.load_state_dict(d0["params"])
+        model.zero_grad()
+        batches = list(zip(d0["xs"] + d1["xs"], d0["ys"] + d1["ys"]))
+        for x, y in batches:
+            model(x, y)
+            (model.last_loss / len(batches)).backward()
+        for k, p in model.named_parameters():
+            torch.testing.assert_close(d0["grads"][k], p.grad, rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(d1["grads"][k], p.grad, rtol=1e-5, atol=1e-6)
+    f0 = torch.load(dump / "rank0_final.pt", weights_only=True)
+    f1 = torch.load(dump / "rank1_final.pt", weights_only=True)
+    assert all(torch.equal(f0[k], f1[k]) for k in f0)
+
+    # resume with the same world size continues both ranks' streams exactly
+    r = torchrun(standalone, tmp_path / "b", data_root, "--max_iters=2", *common)
+    assert r.returncode == 0, r.stderr[-3000:]
+    r = torchrun(standalone, tmp_path / "b", data_root, "--max_iters=4", "--init_from=resume", *common)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert_same_state(ck, load_ckpt(tmp_path / "b" / "ckpt.pt"))
+
+
+def test_two_nodes_on_localhost(tmp_path, data_root):
+    port = free_port()
+    procs = []
+    for node_rank in (0, 1):
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1",
+               f"--node_rank={node_rank}", "--master_addr=127.0.0.1", f"--master_port={port}",
+               TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={tmp_path / 'out'}",
+               "--max_iters=3", "--eval_interval=3", "--gradient_accumulation_steps=2"]
+        procs.append(subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env()))
+    outs = [p.communicate(timeout=180) for p in procs]
+    for p, (o, e) in zip(procs, outs):
+        assert p.returncode == 0, e[-3000:]
+    assert "1 grad accum steps * 2 processes" in outs[0][0]
+    ck = load_ckpt(tmp_path / "out" / "ckpt.pt")
+    assert ck["iter_num"] == 3 and len(ck["data_state"]) == 2

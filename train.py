@@ -1,0 +1,479 @@
+"""
+Train a Llama 2 model on pretokenized (Chinese) TinyStories, as llama2.c's train.py.
+
+Single process (e.g. on a CPU):
+    python3 train.py --vocab_source=custom --vocab_size=5000 --device=cpu --compile=False \
+        --batch_size=8 --dim=64 --n_layers=2 --n_heads=4 --max_seq_len=128 --max_iters=200
+
+DDP on one machine with 4 GPUs (NCCL); with --device=cpu the ranks use gloo instead:
+    torchrun --standalone --nproc_per_node=4 train.py --vocab_source=custom --vocab_size=5000
+
+DDP on 2 machines (run on each, --node_rank=0 on the one whose address is --master_addr):
+    torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --master_addr=10.0.0.1 --master_port=29500 train.py ...
+    (add NCCL_IB_DISABLE=1 in front of it if the machines have no Infiniband)
+
+Settings are the module-level variables below; override them with --key=value or a config file
+(see configurator.py). The resolved config is printed and saved in out_dir/ckpt.pt. Every logged
+point is appended to out_dir/metrics.jsonl (python3 plot_metrics.py out_dir draws it).
+
+Two environment hooks exist for the tests only: LLAMA2C_TEST_DUMP=dir (each rank writes its
+batches, gradients and weights per iteration) and LLAMA2C_SLOW_SAVE=seconds (checkpoint writes
+pause between chunks, so a test can kill -9 the process in the middle of one).
+"""
+
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from datetime import datetime
+
+import torch
+import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from configurator import configure
+from export import model_export
+from model import ModelArgs, Transformer
+
+# -----------------------------------------------------------------------------
+# I/O
+out_dir = "out"
+eval_interval = 2000
+log_interval = 1
+eval_iters = 100
+eval_only = False  # if True, script exits right after the first eval
+always_save_checkpoint = False  # if True, always save a checkpoint after each eval
+init_from = "scratch"  # 'scratch' or 'resume'
+# wandb logging
+wandb_log = False  # disabled by default
+wandb_project = "llamac"
+wandb_run_name = "run" + datetime.now().strftime("%Y_%m_%d_%H_%M_%S")
+# data
+batch_size = 128  # if gradient_accumulation_steps > 1, this is the micro-batch size
+max_seq_len = 256
+vocab_source = "llama2"  # llama2|custom; use Llama 2 vocab from Meta, or custom trained
+vocab_size = 32000  # the Llama 2 tokenizer has 32K tokens
+data_root = "data"  # where tinystories.py put the shards
+seed = 1337
+# model
+dim = 288
+n_layers = 6
+n_heads = 6
+n_kv_heads = 6
+multiple_of = 32
+dropout = 0.0
+# adamw optimizer
+gradient_accumulation_steps = 4  # used to simulate larger batch sizes
+learning_rate = 5e-4  # max learning rate
+max_iters = 100000  # total number of training iterations
+weight_decay = 1e-1
+beta1 = 0.9
+beta2 = 0.95
+grad_clip = 1.0  # clip gradients at this value, or disable if == 0.0
+# learning rate decay settings
+decay_lr = True  # whether to decay the learning rate
+warmup_iters = 1000  # how many steps to warm up for
+# system
+device = "cuda"  # examples: 'cpu', 'cuda', 'cuda:0', 'cuda:1' etc., or try 'mps' on macbooks
+dtype = "bfloat16"  # float32|bfloat16|float16
+compile = True  # use PyTorch 2.0 to compile the model to be faster
+# -----------------------------------------------------------------------------
+config_keys = [k for k, v in globals().items()
+               if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
+config = configure({k: globals()[k] for k in config_keys}, sys.argv[1:])
+globals().update(config)
+# -----------------------------------------------------------------------------
+
+# fixing some hyperparams to sensible defaults
+lr_decay_iters = max_iters  # should be ~= max_iters per Chinchilla
+min_lr = 0.0  # minimum learning rate, should be ~= learning_rate/10 per Chinchilla
+
+ddp = int(os.environ.get("RANK", -1)) != -1  # is this a torchrun run?
+ddp_rank = int(os.environ.get("RANK", 0))
+
+
+def fail(msg):
+    """One line on stderr, tear down the process group, exit non-zero (on every rank that fails)."""
+    prefix = f"[rank {ddp_rank}] " if ddp and ddp_rank != 0 else ""
+    print(f"{prefix}error: {msg}", file=sys.stderr, flush=True)
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+    sys.exit(1)
+
+
+def first_line(e):
+    s = str(e).strip()
+    return f"{type(e).__name__}: {s.splitlines()[0]}" if s else type(e).__name__
+
+
+# validate the settings before doing anything expensive
+if vocab_source not in ("llama2", "custom"):
+    fail(f"vocab_source must be 'llama2' or 'custom', got {vocab_source!r}")
+if vocab_source == "llama2" and vocab_size != 32000:
+    fail(f"vocab_source=llama2 means vocab_size=32000 (got {vocab_size}); use --vocab_source=custom")
+if init_from not in ("scratch", "resume"):
+    fail(f"init_from must be 'scratch' or 'resume', got {init_from!r}")
+if dtype not in ("float32", "bfloat16", "float16"):
+    fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+for _k in ("batch_size", "max_seq_len", "dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of",
+           "gradient_accumulation_steps", "eval_iters", "eval_interval", "log_interval"):
+    if globals()[_k] <= 0:
+        fail(f"{_k} must be positive, got {globals()[_k]}")
+if dim % n_heads != 0 or n_heads % n_kv_heads != 0:
+    fail(f"dim ({dim}) must be a multiple of n_heads ({n_heads}), and n_heads of n_kv_heads ({n_kv_heads})")
+device_type = "cuda" if "cuda" in device else "cpu"  # for later use in torch.autocast
+if device_type == "cuda" and not torch.cuda.is_available():
+    fail(f"device={device} but CUDA is not available; train on the CPU with --device=cpu --compile=False")
+
+# various inits, derived attributes, I/O setup
+if ddp:
+    try:
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+    except Exception as e:
+        fail(f"cannot start the process group: {first_line(e)}")
+    ddp_rank = dist.get_rank()
+    ddp_local_rank = int(os.environ["LOCAL_RANK"])
+    ddp_world_size = dist.get_world_size()
+    if device_type == "cuda":
+        device = f"cuda:{ddp_local_rank}"
+        torch.cuda.set_device(device)
+    master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
+    seed_offset = ddp_rank  # each process gets a different seed
+    # world_size number of processes will be training simultaneously, so we can scale
+    # down the desired gradient accumulation iterations per process proportionally
+    if gradient_accumulation_steps % ddp_world_size != 0:
+        fail(f"gradient_accumulation_steps ({gradient_accumulation_steps}) must be divisible by "
+             f"the number of processes ({ddp_world_size})")
+    gradient_accumulation_steps //= ddp_world_size
+else:
+    # if not ddp, we are running on a single gpu, and one process
+    master_process = True
+    seed_offset = 0
+    ddp_world_size = 1
+tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * max_seq_len
+if master_process:
+    print(f"tokens per iteration will be: {tokens_per_iter:,}")
+    print(f"breaks down as: {gradient_accumulation_steps} grad accum steps * {ddp_world_size} processes "
+          f"* {batch_size} batch size * {max_seq_len} max seq len")
+    os.makedirs(out_dir, exist_ok=True)
+torch.manual_seed(seed + seed_offset)
+if device_type == "cuda":
+    torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
+    torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
+ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
+# autocast on the GPU only: the CPU path is plain float32 (as the original)
+ctx = nullcontext() if device_type == "cpu" else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
+
+# data: one random-window stream per rank; its state goes into the checkpoint
+try:
+    from tinystories import BatchStream
+    stream_args = dict(batch_size=batch_size, max_seq_len=max_seq_len, vocab_size=vocab_size,
+                       vocab_source=vocab_source, data_root=data_root)
+    train_stream = BatchStream("train", seed=seed, rank=ddp_rank, **stream_args)
+    BatchStream("val", seed=seed, rank=0, **stream_args)  # fail now, not at the first eval
+except (FileNotFoundError, ValueError, OSError) as e:
+    fail(str(e).splitlines()[0] if str(e) else first_line(e))
+
+# model init
+model_args = dict(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
+                  vocab_size=vocab_size, multiple_of=multiple_of, max_seq_len=max_seq_len, dropout=dropout)
+iter_num = 0
+best_val_loss = 1e9
+checkpoint = None
+if init_from == "scratch":
+    if master_process:
+        print("Initializing a new model from scratch")
+    gptconf = ModelArgs(**model_args)
+    model = Transformer(gptconf)
+else:
+    ckpt_path = os.path.join(out_dir, "ckpt.pt")
+    if master_process:
+        print(f"Resuming training from {out_dir}")
+    if not os.path.exists(ckpt_path):
+        fail(f"init_from=resume but there is no checkpoint at {ckpt_path}")
+    try:
+        checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)
+        checkpoint_model_args = checkpoint["model_args"]
+        # force these config attributes to be equal otherwise we can't even resume training
+        # the rest of the attributes (e.g. dropout) can stay as desired from command line
+        for k in ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len"]:
+            model_args[k] = checkpoint_model_args[k]
+        gptconf = ModelArgs(**model_args)
+        model = Transformer(gptconf)
+        state_dict = checkpoint["model"]
+        # torch.compile prefixes keys with _orig_mod.
+        state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+        model.load_state_dict(state_dict)
+        iter_num = int(checkpoint["iter_num"])
+        best_val_loss = float(checkpoint["best_val_loss"])
+    except Exception as e:
+        fail(f"cannot resume from {ckpt_path} (corrupt or incompatible checkpoint): {first_line(e)}")
+    data_states = checkpoint.get("data_state") or []
+    if len(data_states) == ddp_world_size:
+        train_stream.load_state_dict(data_states[ddp_rank])
+        rng_states = checkpoint.get("rng_state") or []
+        if len(rng_states) == ddp_world_size:
+            torch.set_rng_state(rng_states[ddp_rank].cpu())
+    elif master_process:
+        print(f"warning: the checkpoint was written by {len(data_states)} processes, this run has "
+              f"{ddp_world_size}: the data streams start afresh")
+model.to(device)
+
+# initialize a GradScaler. If enabled=False scaler is a no-op
+scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16"))
+
+# optimizer
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+if checkpoint is not None:
+    try:
+        optimizer.load_state_dict(checkpoint["optimizer"])
+        if "scaler" in checkpoint and dtype == "float16":
+            scaler.load_state_dict(checkpoint["scaler"])
+    except Exception as e:
+        fail(f"cannot restore the optimizer from the checkpoint: {first_line(e)}")
+checkpoint = None  # free up memory
+
+# compile the model
+raw_model = model  # the plain Transformer: for export, checkpoints and last_loss
+if compile:
+    if master_process:
+        print("compiling the model... (takes a ~minute)")
+    model = torch.compile(model)  # requires PyTorch 2.0
+eval_model = model  # compiled but not DDP-wrapped: evaluation needs no gradient sync
+
+# wrap model into DDP container
+if ddp:
+    # the RoPE tables are derived data, identical on every rank: nothing to broadcast
+    prefix = "_orig_mod." if compile else ""
+    model._ddp_params_and_buffers_to_ignore = {prefix + "freqs_cos", prefix + "freqs_sin"}
+    model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
+
+
+@torch.no_grad()
+def estimate_loss():
+    """Mean loss over eval_iters batches of each split, from fresh fixed-seed streams, so every
+    eval sees the same batches and the training stream is left untouched."""
+    out = {}
+    eval_model.eval()
+    for split in ["train", "val"]:
+        stream = BatchStream(split, seed=seed + 1, rank=0, **stream_args)
+        losses = torch.zeros(eval_iters)
+        for k in range(eval_iters):
+            X, Y = stream.next_batch(device)
+            with ctx:
+                eval_model(X, Y)
+            losses[k] = raw_model.last_loss.item()
+        out[split] = losses.mean().item()
+    eval_model.train()
+    return out
+
+
+def get_lr(it):
+    """Linear warmup, then cosine decay to min_lr at lr_decay_iters."""
+    if it < warmup_iters:
+        return learning_rate * it / warmup_iters
+    if it > lr_decay_iters or lr_decay_iters <= warmup_iters:
+        return min_lr
+    decay_ratio = (it - warmup_iters) / (lr_decay_iters - warmup_iters)
+    coeff = 0.5 * (1.0 + math.cos(math.pi * decay_ratio))  # coeff ranges 0..1
+    return min_lr + coeff * (learning_rate - min_lr)
+
+
+def atomic_save(write, path):
+    """write(tmp_path) then rename over path: a crash at any moment leaves the old file or the new
+    one, never a torn file. fsync so the rename cannot reach the disk before the data."""
+    tmp = path + ".tmp"
+    write(tmp)
+    with open(tmp, "rb+") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+class _SlowWriter:
+    """Test hook (LLAMA2C_SLOW_SAVE): a file whose writes pause, to widen the window for a kill."""
+
+    def __init__(self, f, delay):
+        self.f, self.delay = f, delay
+
+    def write(self, b):
+        n = self.f.write(b)
+        self.f.flush()
+        time.sleep(self.delay)
+        return n
+
+    def flush(self):
+        self.f.flush()
+
+
+def save_checkpoint_file(obj, path):
+    delay = float(os.environ.get("LLAMA2C_SLOW_SAVE", "0") or 0)
+
+    def write(tmp):
+        with open(tmp, "wb") as f:
+            torch.save(obj, _SlowWriter(f, delay) if delay > 0 else f)
+
+    atomic_save(write, path)
+
+
+def append_metrics(record):
+    with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def gather(obj):
+    """obj from every rank, as a list indexed by rank (every rank must call this)."""
+    if not ddp:
+        return [obj]
+    out = [None] * ddp_world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def peak_flops():
+    """Dense bf16 peak of known GPUs, for MFU; None on the CPU (no meaningful peak to quote)."""
+    if device_type != "cuda":
+        return None
+    name = torch.cuda.get_device_name()
+    for key, flops in [("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("A10", 125e12),
+                       ("L4", 121e12), ("4090", 165e12), ("3090", 71e12)]:
+        if key in name:
+            return flops
+    return 312e12  # unknown GPU: quote against an A100 like the original
+
+
+# logging
+if wandb_log and master_process:
+    try:
+        import wandb
+    except ImportError:
+        fail("wandb_log=True but wandb is not installed (pip install wandb)")
+    wandb.init(project=wandb_project, name=wandb_run_name, config=config)
+
+# test hook: every rank dumps what it computed (LLAMA2C_TEST_DUMP)
+dump_dir = os.environ.get("LLAMA2C_TEST_DUMP")
+
+# training loop
+pending_state = train_stream.state_dict()  # the stream's state before the batch held in X, Y
+X, Y = train_stream.next_batch(device)  # fetch the very first batch
+t0 = time.time()
+local_iter_num = 0  # number of iterations in the lifetime of this process
+running_mfu = -1.0
+running_dt = None
+peak = peak_flops()
+try:
+    while True:
+        # determine and set the learning rate for this iteration
+        lr = get_lr(iter_num) if decay_lr else learning_rate
+        for param_group in optimizer.param_groups:
+            param_group["lr"] = lr
+
+        # evaluate the loss on train/val sets and write checkpoints
+        if iter_num % eval_interval == 0:
+            # every rank's stream and RNG state, so a resume continues each rank's stream exactly
+            data_states = gather(pending_state)
+            rng_states = gather(torch.get_rng_state())
+            if master_process:
+                losses = estimate_loss()
+                print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
+                append_metrics({"iter": iter_num, "train_loss": losses["train"], "val_loss": losses["val"],
+                                "lr": lr, "tokens": iter_num * tokens_per_iter})
+                if wandb_log:
+                    wandb.log({"iter": iter_num, "tokens": iter_num * tokens_per_iter, "loss/train": losses["train"],
+                               "loss/val": losses["val"], "lr": lr, "mfu": running_mfu * 100})
+                if losses["val"] < best_val_loss or always_save_checkpoint:
+                    best_val_loss = min(best_val_loss, losses["val"])
+                    if iter_num > 0:
+                        checkpoint = {
+                            "model": raw_model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "model_args": model_args,
+                            "iter_num": iter_num,
+                            "best_val_loss": best_val_loss,
+                            "config": config,
+                            "world_size": ddp_world_size,
+                            "data_state": data_states,
+                            "rng_state": rng_states,
+                        }
+                        if dtype == "float16":
+                            checkpoint["scaler"] = scaler.state_dict()
+                        print(f"saving checkpoint to {out_dir}", flush=True)
+                        save_checkpoint_file(checkpoint, os.path.join(out_dir, "ckpt.pt"))
+                        atomic_save(lambda tmp: model_export(raw_model, tmp, version=0),
+                                    os.path.join(out_dir, "model.bin"))
+                        checkpoint = None
+        if iter_num == 0 and eval_only:
+            break
+
+        # forward backward update, with optional gradient accumulation to simulate larger batch size
+        # and using the GradScaler if data type is float16
+        dump = {"iter": iter_num, "xs": [], "ys": [],
+                "params": {k: v.detach().clone() for k, v in raw_model.state_dict().items()}} if dump_dir else None
+        for micro_step in range(gradient_accumulation_steps):
+            if ddp:
+                # only sync gradients at the last micro step (the official way is no_sync())
+                model.require_backward_grad_sync = micro_step == gradient_accumulation_steps - 1
+            with ctx:
+                model(X, Y)
+                loss = raw_model.last_loss
+                loss = loss / gradient_accumulation_steps
+            if dump is not None:
+                dump["xs"].append(X.cpu())
+                dump["ys"].append(Y.cpu())
+            # immediately async prefetch next batch while model is doing the forward pass on the GPU
+            pending_state = train_stream.state_dict()
+            X, Y = train_stream.next_batch(device)
+            # backward pass, with gradient scaling if training in fp16
+            scaler.scale(loss).backward()
+        if dump is not None:
+            dump["grads"] = {k: p.grad.detach().cpu().clone() for k, p in raw_model.named_parameters()}
+            torch.save(dump, os.path.join(dump_dir, f"rank{ddp_rank}_iter{iter_num}.pt"))
+        # clip the gradient
+        if grad_clip != 0.0:
+            scaler.unscale_(optimizer)
+            torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
+        # step the optimizer and scaler if training in fp16
+        scaler.step(optimizer)
+        scaler.update()
+        # flush the gradients as soon as we can, no need for this memory anymore
+        optimizer.zero_grad(set_to_none=True)
+
+        # timing and logging
+        t1 = time.time()
+        dt = t1 - t0
+        t0 = t1
+        if iter_num % log_interval == 0 and master_process:
+            # get loss as float, scale up due to the divide above. note: this is a CPU-GPU sync point
+            lossf = loss.item() * gradient_accumulation_steps
+            if local_iter_num >= 5:  # let the training loop settle a bit
+                running_dt = dt if running_dt is None else 0.9 * running_dt + 0.1 * dt
+                if peak is not None:
+                    mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps * ddp_world_size, dt, peak)
+                    running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
+            tok_s = tokens_per_iter / dt
+            eta_s = (max_iters - iter_num) * (running_dt if running_dt is not None else dt)
+            mfu_str = f"{running_mfu * 100:.2f}%" if peak is not None else "n/a (cpu)"
+            print(f"{iter_num} | loss {lossf:.4f} | lr {lr:e} | {dt * 1000:.2f}ms | {tok_s:,.0f} tok/s "
+                  f"| mfu {mfu_str} | eta {eta_s / 3600:.2f}h", flush=True)
+            append_metrics({"iter": iter_num, "loss": lossf, "lr": lr, "dt_ms": dt * 1000, "tok_per_s": tok_s,
+                            "mfu": running_mfu if peak is not None else None, "eta_s": eta_s})
+        iter_num += 1
+        local_iter_num += 1
+
+        # termination conditions
+        if iter_num > max_iters:
+            break
+except OSError as e:
+    fail(f"{first_line(e)} (while writing to {out_dir})")
+
+if dump_dir:
+    torch.save({k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()},
+               os.path.join(dump_dir, f"rank{ddp_rank}_final.pt"))
+if ddp:
+    dist.destroy_process_group()
