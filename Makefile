@@ -58,16 +58,77 @@ bench: venv
 # --- Python environment, demo, tests ----------------------------------------
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -r requirements.txt
 	touch $@
 
-.PHONY: venv test testpy
+.PHONY: venv test demo demo_publish
 venv: $(VENV)/.stamp
 
+# the whole suite, Python and C, offline
 test: venv run
 	$(PY) -m pytest -q tests
+
+# The main job on the bundled offline data, through the user-facing commands. Each stage
+# leaves a file behind, so a second `make demo` reuses the finished stages and only samples;
+# an interrupted training run resumes from its last checkpoint.
+DEMO_DATA = data/demo
+DEMO_OUT = out/demo
+DEMO_VOCAB = 2048
+DEMO_TOK = $(DEMO_DATA)/tok$(DEMO_VOCAB)
+DEMO_PROMPT = 从前，有一只小狗叫豆豆
+DEMO_TRAIN = --vocab_source=custom --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA) \
+	--out_dir=$(DEMO_OUT) --device=cpu --compile=False --dtype=float32 \
+	--dim=128 --n_layers=4 --n_heads=4 --n_kv_heads=4 --max_seq_len=256 \
+	--batch_size=16 --gradient_accumulation_steps=2 --learning_rate=3e-3 --warmup_iters=30 \
+	--max_iters=600 --eval_interval=100 --eval_iters=8 --log_interval=20 --always_save_checkpoint=True
+
+$(DEMO_DATA)/.sample: | venv
+	@echo "== [1/6] offline sample corpus"
+	$(PY) tinystories.py download --dataset=sample --data_root=$(DEMO_DATA)
+	touch $@
+
+$(DEMO_TOK).model: $(DEMO_DATA)/.sample
+	@echo "== [2/6] sentencepiece vocabulary ($(DEMO_VOCAB) pieces)"
+	$(PY) tinystories.py train_vocab --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
+
+$(DEMO_TOK).bin: $(DEMO_TOK).model
+	$(PY) tokenizer.py --tokenizer-model=$<
+
+$(DEMO_TOK)/.done: $(DEMO_TOK).model
+	@echo "== [3/6] pretokenize"
+	$(PY) tinystories.py pretokenize --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
+	touch $@
+
+$(DEMO_OUT)/.trained: $(DEMO_TOK)/.done
+	@echo "== [4/6] train a small Llama on the CPU (2 gloo ranks through torchrun)"
+	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 train.py $(DEMO_TRAIN) \
+		$(if $(wildcard $(DEMO_OUT)/ckpt.pt),--init_from=resume,)
+	touch $@
+
+$(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin &: $(DEMO_OUT)/.trained
+	@echo "== [5/6] export v0 (fp32, for ./run) and v2 (int8, for ./runq)"
+	$(PY) export.py $(DEMO_OUT)/stories_demo.bin --version 0 --checkpoint $(DEMO_OUT)/ckpt.pt
+	$(PY) export.py $(DEMO_OUT)/stories_demo_q80.bin --version 2 --checkpoint $(DEMO_OUT)/ckpt.pt
+
+demo: venv run $(DEMO_TOK).bin $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin
+	@echo "== [6/6] stories"
+	@echo "--- ./run (fp32), prompt: $(DEMO_PROMPT)"
+	./run $(DEMO_OUT)/stories_demo.bin -z $(DEMO_TOK).bin -t 0.8 -s 42 -n 256 -i '$(DEMO_PROMPT)'
+	@echo "--- ./runq (int8)"
+	./runq $(DEMO_OUT)/stories_demo_q80.bin -z $(DEMO_TOK).bin -t 0.8 -s 42 -n 256 -i '$(DEMO_PROMPT)'
+	@echo
+	@echo "Try more:"
+	@echo "  ./run $(DEMO_OUT)/stories_demo.bin -z $(DEMO_TOK).bin -i '小明在公园里'"
+	@echo "  ./run $(DEMO_OUT)/stories_demo.bin -z $(DEMO_TOK).bin -t 0 -i '从前'"
+	@echo "  $(PY) sample.py --checkpoint=$(DEMO_OUT)/ckpt.pt --tokenizer=$(DEMO_TOK).model --start='从前'"
+
+# copy the demo's model and tokenizer into demo/ (the files committed for a quick start)
+demo_publish: demo
+	mkdir -p demo
+	cp $(DEMO_OUT)/stories_demo.bin demo/stories_demo.bin
+	cp $(DEMO_TOK).bin demo/tok_demo.bin
 
 .PHONY: clean
 clean:
 	rm -f run runq run.exe runq.exe
+	rm -rf $(DEMO_OUT)

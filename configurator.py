@@ -31,9 +31,15 @@ def _set(config, key, value, where):
     config[key] = value
 
 
-def configure(config, argv):
-    """Apply config files and --key=value overrides from argv to the dict config (in place)."""
+def configure(config, argv, verbose=True):
+    """Apply config files and --key=value overrides from argv to the dict config (in place).
+    verbose prints each override (and config file) to stdout, as the original does."""
     for arg in argv:
+        if arg in ("-h", "--help"):
+            print("settings (override with --key=value, or name a Python config file):")
+            for key, value in config.items():
+                print(f"  --{key}={value!r}")
+            sys.exit(0)
         if "=" not in arg:
             if arg.startswith("-"):
                 die(f"bad argument '{arg}': use --key=value")
@@ -42,13 +48,14 @@ def configure(config, argv):
                     source = f.read()
             except OSError as e:
                 die(f"cannot read config file {arg}: {e.strerror}")
-            print(f"Overriding config with {arg}:")
-            print(source)
+            if verbose:
+                print(f"Overriding config with {arg}:")
+                print(source)
             namespace = {}
             try:
                 exec(compile(source, arg, "exec"), namespace)
             except Exception as e:
-                die(f"config file {arg} failed: {type(e).__name__}: {e}")
+                die(f"config file {arg} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             for key, value in namespace.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
                     _set(config, key, value, f"in {arg}")
@@ -63,5 +70,6 @@ def configure(config, argv):
             if isinstance(config.get(key), str) and not isinstance(value, str):
                 value = val  # a string setting takes the text as written: --start=123
             _set(config, key, value, f"--{key}={val}")
-            print(f"Overriding: {key} = {config[key]}")
+            if verbose:
+                print(f"Overriding: {key} = {config[key]}")
     return config

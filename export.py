@@ -23,9 +23,8 @@ import sys
 
 import numpy as np
 import torch
-from torch import nn
 
-from model import ModelArgs, Transformer, shares_classifier, untie_classifier
+from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32
 HEADER_BYTES = 256  # v1/v2 header size, padded with zeros
@@ -95,16 +94,11 @@ def legacy_export(model, filepath):
                 serialize_fp32(f, w)
         serialize_fp32(f, model.norm.weight)
         # RoPE tables: kept only for compatibility, readers skip them
-        freqs_cos, freqs_sin = _rope_tables(head_size, seq_len)
+        freqs_cos, freqs_sin = precompute_freqs_cis(head_size, seq_len)
         serialize_fp32(f, freqs_cos[:seq_len])
         serialize_fp32(f, freqs_sin[:seq_len])
         if not shared:
             serialize_fp32(f, model.output.weight)
-
-
-def _rope_tables(head_size, seq_len):
-    from model import precompute_freqs_cis
-    return precompute_freqs_cis(head_size, seq_len)
 
 
 def _v1v2_header(f, model, version, extra=b""):
@@ -278,9 +272,11 @@ def read_bin_header(path):
         if v <= 0:
             raise ValueError(f"{path}: not a llama2.c model file (header field {name} = {v})")
     if dim % n_heads != 0 or (dim // n_heads) % 2 != 0:
-        raise ValueError(f"{path}: bad header: dim {dim} is not n_heads {n_heads} x an even head size")
+        raise ValueError(f"{path}: not a llama2.c model file (header: dim {dim} is not n_heads {n_heads} "
+                         "x an even head size)")
     if n_heads % n_kv_heads != 0:
-        raise ValueError(f"{path}: bad header: n_heads {n_heads} is not a multiple of n_kv_heads {n_kv_heads}")
+        raise ValueError(f"{path}: not a llama2.c model file (header: n_heads {n_heads} is not a multiple "
+                         f"of n_kv_heads {n_kv_heads})")
     head_size = dim // n_heads
     kv_dim = n_kv_heads * head_size
     L = n_layers

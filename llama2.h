@@ -1,9 +1,10 @@
 /* llama2.h: the parts run.c (fp32) and runq.c (int8) share, so each of them only holds its
-   weights, its kernels and its forward pass. Read run.c first; this file is, in order:
-   errors and files (with a small mmap shim for Windows), the checkpoint header, the tokenizer
-   (sentencepiece-exact BPE encoding), the UTF-8-safe printer, the sampler, the generate and
-   chat loops, and the command line. It is included once, by run.c or runq.c, after they
-   declare the Transformer API below. */
+   weights, its matmul and its forward pass. Read run.c first; this file is, in order:
+   errors and files (with a small mmap shim for Windows), the checkpoint header (validated),
+   the Transformer API the two runners implement, the tokenizer (sentencepiece-exact BPE
+   encoding), the UTF-8-safe printer, the sampler, the fp32 kernels both use (attention,
+   rmsnorm, ...), the generate and chat loops, and the command line. It is included once, at
+   the top of run.c or runq.c. */
 #ifndef LLAMA2_H
 #define LLAMA2_H
 
@@ -18,6 +19,7 @@
 #include <limits.h>
 #if defined _WIN32
 #include <windows.h>
+#include <shellapi.h>
 #else
 #include <unistd.h>
 #include <fcntl.h>
@@ -370,8 +372,9 @@ static Merge heap_pop(Merge *heap, int *n) {
 }
 
 static void push_pair(const Tokenizer *t, const unsigned char *text, const Symbol *sym, int left, Merge *heap, int *nheap) {
+    if (left < 0) return;
     int right = sym[left].next;
-    if (left < 0 || right < 0 || !sym[left].mergeable || !sym[right].mergeable) return;
+    if (right < 0 || !sym[left].mergeable || !sym[right].mergeable) return;
     int id = lookup_piece(t, text + sym[left].start, sym[left].len + sym[right].len);
     if (id < 0) return;
     Merge m = {t->scores[id], left, sym[left].len, sym[right].len, id};
@@ -379,8 +382,8 @@ static void push_pair(const Tokenizer *t, const unsigned char *text, const Symbo
 }
 
 // Encodes text into tokens (room for strlen(text) + 3 ids); returns how many.
-// Like sentencepiece with the settings llama2.c trains with: extra spaces removed (leading,
-// trailing, repeated), a dummy " " prefix, code points looked up, unknown ones spelled as
+// Like sentencepiece with the settings tinystories.py trains with (identity normalization,
+// spaces kept as they are): a dummy " " prefix, code points looked up, unknown ones spelled as
 // byte-fallback pieces, then the highest-scoring adjacent merge first (leftmost on ties),
 // with a heap of candidate merges so long prompts stay O(n log n).
 static int encode(const Tokenizer *t, const char *input, int bos, int eos, int *tokens) {
@@ -389,16 +392,9 @@ static int encode(const Tokenizer *t, const char *input, int bos, int eos, int *
     size_t in_len = strlen(input);
     unsigned char *text = xcalloc(in_len + 2, 1, "the prompt");
     size_t n = 0;
-    int prev_space = 1; // drops leading spaces
-    for (size_t i = 0; i < in_len; i++) {
-        unsigned char c = (unsigned char)input[i];
-        if (c == ' ' && prev_space) continue;
-        if (n == 0) text[n++] = ' '; // the dummy prefix, only when there is text
-        text[n++] = c;
-        prev_space = c == ' ';
-    }
-    if (n > 0 && text[n - 1] == ' ') n--; // trailing space
-    if (n == 1) n = 0;
+    if (in_len > 0) text[n++] = ' '; // the dummy prefix, only when there is text
+    memcpy(text + n, input, in_len);
+    n += in_len;
     Symbol *sym = xcalloc(n + 1, sizeof(Symbol), "the prompt");
     int nsym = 0;
     for (size_t i = 0; i < n;) {
@@ -590,6 +586,140 @@ static int sample(Sampler *s, float *logits, int pos) {
 }
 
 // ----------------------------------------------------------------------------
+// fp32 kernels both runners use: the only code here that knows about SIMD. The AVX2+FMA path
+// is compiled when the target has it (make run: -march=native); -DLLAMA2_SCALAR or a plain
+// build (make runportable) gives the portable path, and the tests compare the two.
+
+#if defined(__AVX2__) && defined(__FMA__) && !defined(LLAMA2_SCALAR)
+#include <immintrin.h>
+#define USE_AVX2 1
+
+static inline float hsum8(__m256 acc) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+#endif
+
+static float dot(const float *a, const float *b, int n) {
+    float val = 0.0f;
+    int j = 0;
+#ifdef USE_AVX2
+    __m256 acc = _mm256_setzero_ps();
+    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
+    val = hsum8(acc);
+#endif
+    for (; j < n; j++) val += a[j] * b[j];
+    return val;
+}
+
+// out[0..n) = sum over j < npos of att[j] * v[j * stride + 0..n): attention's weighted values,
+// accumulated in registers 32 floats at a time.
+static void mix_values(float *out, const float *att, const float *v, size_t stride, int npos, int n) {
+    int c = 0;
+#ifdef USE_AVX2
+    for (; c + 32 <= n; c += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+        for (int j = 0; j < npos; j++) {
+            const float *vj = v + j * stride + c;
+            __m256 a = _mm256_set1_ps(att[j]);
+            a0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj), a0);
+            a1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 8), a1);
+            a2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 16), a2);
+            a3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 24), a3);
+        }
+        _mm256_storeu_ps(out + c, a0); _mm256_storeu_ps(out + c + 8, a1);
+        _mm256_storeu_ps(out + c + 16, a2); _mm256_storeu_ps(out + c + 24, a3);
+    }
+    for (; c + 8 <= n; c += 8) {
+        __m256 a0 = _mm256_setzero_ps();
+        for (int j = 0; j < npos; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(att[j]), _mm256_loadu_ps(v + j * stride + c), a0);
+        _mm256_storeu_ps(out + c, a0);
+    }
+#endif
+    for (; c < n; c++) {
+        float val = 0.0f;
+        for (int j = 0; j < npos; j++) val += att[j] * v[j * stride + c];
+        out[c] = val;
+    }
+}
+
+static void rmsnorm(float *o, const float *x, const float *weight, int size) {
+    float ss = 0.0f;
+    for (int j = 0; j < size; j++) ss += x[j] * x[j];
+    ss /= size;
+    ss += 1e-5f;
+    ss = 1.0f / sqrtf(ss);
+    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
+}
+
+// hb = silu(hb) * hb2, the SwiGLU of the ffn
+static void swiglu(float *hb, const float *hb2, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        float val = hb[i];
+        val *= (1.0f / (1.0f + expf(-val))); // silu(x) = x * sigmoid(x)
+        hb[i] = val * hb2[i];
+    }
+}
+
+// RoPE angles for every position, computed once as the original computes them each step.
+static void build_rope(const Config *p, float **cos_out, float **sin_out) {
+    size_t hs = p->dim / p->n_heads;
+    float *c = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
+    float *s = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
+    for (int pos = 0; pos < p->seq_len; pos++) {
+        for (size_t i = 0; i < hs; i += 2) {
+            float freq = 1.0f / powf(10000.0f, i / (float)hs);
+            float val = pos * freq;
+            c[pos * hs / 2 + i / 2] = cosf(val);
+            s[pos * hs / 2 + i / 2] = sinf(val);
+        }
+    }
+    *cos_out = c;
+    *sin_out = s;
+}
+
+// One layer's attention for T tokens at positions pos..pos+T-1: RoPE on q (T, dim) and on the
+// new key rows pos..pos+T-1 of the layer's cache, then causal multihead attention into out
+// (T, dim). att is scratch of (T, n_heads, seq_len).
+static void attention(float *out, float *q, float *key_cache, const float *value_cache, float *att_buf,
+                      const float *rope_cos, const float *rope_sin, const Config *p, int T, int pos) {
+    int dim = p->dim, head_size = dim / p->n_heads, kv_dim = p->dim * p->n_kv_heads / p->n_heads;
+    int kv_mul = p->n_heads / p->n_kv_heads; // query heads per key/value head (multiquery)
+    for (int t = 0; t < T; t++) {
+        const float *fcr = rope_cos + (size_t)(pos + t) * (head_size / 2);
+        const float *fci = rope_sin + (size_t)(pos + t) * (head_size / 2);
+        float *qt = q + (size_t)t * dim, *kt = key_cache + (size_t)(pos + t) * kv_dim;
+        for (int i = 0; i < dim; i += 2) {
+            int h = (i % head_size) / 2;
+            float q0 = qt[i], q1 = qt[i + 1];
+            qt[i] = q0 * fcr[h] - q1 * fci[h];
+            qt[i + 1] = q0 * fci[h] + q1 * fcr[h];
+            if (i < kv_dim) {
+                float k0 = kt[i], k1 = kt[i + 1];
+                kt[i] = k0 * fcr[h] - k1 * fci[h];
+                kt[i + 1] = k0 * fci[h] + k1 * fcr[h];
+            }
+        }
+    }
+    float sqrt_hs = sqrtf((float)head_size);
+    int h;
+    #pragma omp parallel for schedule(static)
+    for (h = 0; h < p->n_heads; h++) {
+        const float *kh = key_cache + (h / kv_mul) * head_size, *vh = value_cache + (h / kv_mul) * head_size;
+        for (int t = 0; t < T; t++) {
+            const float *qh = q + (size_t)t * dim + h * head_size;
+            float *att = att_buf + ((size_t)t * p->n_heads + h) * p->seq_len;
+            int last = pos + t; // token t sees positions 0..pos+t
+            for (int j = 0; j <= last; j++) att[j] = dot(qh, kh + (size_t)j * kv_dim, head_size) / sqrt_hs;
+            softmax(att, last + 1);
+            mix_values(out + (size_t)t * dim + h * head_size, att, vh, kv_dim, last + 1, head_size);
+        }
+    }
+}
+
+// ----------------------------------------------------------------------------
 // generation loop
 
 static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
@@ -622,6 +752,7 @@ static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, co
     }
     flush_printer(&out);
     printf("\n");
+    fflush(stdout);
     double t2 = time_in_s();
     if (np > 1) fprintf(stderr, "prompt: %d tokens, %.1f tok/s\n", np, np / (t1 - t0));
     if (generated > 0) fprintf(stderr, "achieved tok/s: %f\n", generated / (t2 - t1));
@@ -695,18 +826,37 @@ static void usage(FILE *f) {
     fprintf(f, "  -h          print this help\n");
 }
 
-static double parse_number(const char *flag, const char *s, double lo, double hi) {
+static double parse_number(const char *flag, const char *s, double lo, double hi, const char *expected) {
     char *end;
     errno = 0;
     double v = strtod(s, &end);
     if (strpbrk(s, "nN") || end == s || *end != '\0' || errno == ERANGE || isnan(v) || v < lo || v > hi)
-        die("bad value '%s' for %s (expected a number in [%g, %g])", s, flag, lo, hi);
+        die("bad value '%s' for %s (expected %s)", s, flag, expected);
     return v;
 }
 
+#if defined _WIN32
+// Windows passes argv in the ANSI code page: take the UTF-16 command line and convert it, so
+// a Chinese -i prompt arrives as UTF-8; and the console reads and writes UTF-8.
+static char **utf8_argv(int *argc) {
+    wchar_t **wargv = CommandLineToArgvW(GetCommandLineW(), argc);
+    if (!wargv) die("cannot read the command line");
+    char **argv = xcalloc(*argc + 1, sizeof(char *), "the command line");
+    for (int i = 0; i < *argc; i++) {
+        int n = WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, NULL, 0, NULL, NULL);
+        argv[i] = xcalloc(n > 0 ? n : 1, 1, "the command line");
+        if (n > 0) WideCharToMultiByte(CP_UTF8, 0, wargv[i], -1, argv[i], n, NULL, NULL);
+    }
+    LocalFree(wargv);
+    SetConsoleOutputCP(CP_UTF8);
+    SetConsoleCP(CP_UTF8);
+    return argv;
+}
+#endif
+
 static int llama2_main(int argc, char *argv[]) {
 #if defined _WIN32
-    SetConsoleOutputCP(CP_UTF8); // stories are UTF-8
+    argv = utf8_argv(&argc);
 #endif
     const char *checkpoint_path = NULL, *tokenizer_path = "tokenizer.bin";
     float temperature = 1.0f, topp = 0.9f;
@@ -724,16 +874,16 @@ static int llama2_main(int argc, char *argv[]) {
         if (i + 1 >= argc) die("flag %s needs a value", flag);
         const char *val = argv[i + 1];
         switch (flag[1]) {
-            case 't': temperature = (float)parse_number(flag, val, 0, 1e30); break;
-            case 'p': topp = (float)parse_number(flag, val, 0, 1); break;
+            case 't': temperature = (float)parse_number(flag, val, 0, 1e30, "a number >= 0"); break;
+            case 'p': topp = (float)parse_number(flag, val, 0, 1, "a number in [0, 1]"); break;
             case 's': { // like the original's atoi: a negative seed wraps around
-                double v = parse_number(flag, val, -2147483648.0, 18446744073709551615.0);
+                double v = parse_number(flag, val, -2147483648.0, 18446744073709551615.0, "an integer");
                 if (v != floor(v)) die("bad value '%s' for -s (expected an integer)", val);
                 rng_seed = v < 0 ? (unsigned long long)(long long)v : strtoull(val, NULL, 10);
                 break;
             }
             case 'n': {
-                double v = parse_number(flag, val, 0, 2147483647.0);
+                double v = parse_number(flag, val, 0, 2147483647.0, "an integer in [0, 2147483647]");
                 if (v != floor(v)) die("bad value '%s' for -n (expected an integer)", val);
                 steps = (int)v;
                 break;

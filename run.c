@@ -8,11 +8,6 @@
 */
 #include "llama2.h"
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(LLAMA2_SCALAR)
-#include <immintrin.h>
-#define USE_AVX2 1
-#endif
-
 #define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
 
 // ----------------------------------------------------------------------------
@@ -57,7 +52,7 @@ struct Transformer {
 };
 
 static void build_state(RunState *s, const Config *p) {
-    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads, hs = p->dim / p->n_heads;
+    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
     s->x = xcalloc(B * p->dim, sizeof(float), "activations");
     s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
     s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
@@ -68,16 +63,7 @@ static void build_state(RunState *s, const Config *p) {
     s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
     s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
     s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    s->rope_cos = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
-    s->rope_sin = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
-    for (int pos = 0; pos < p->seq_len; pos++) {
-        for (size_t i = 0; i < hs; i += 2) {
-            float freq = 1.0f / powf(10000.0f, i / (float)hs);
-            float val = pos * freq;
-            s->rope_cos[pos * hs / 2 + i / 2] = cosf(val);
-            s->rope_sin[pos * hs / 2 + i / 2] = sinf(val);
-        }
-    }
+    build_rope(p, &s->rope_cos, &s->rope_sin);
 }
 
 static void free_state(RunState *s) {
@@ -133,38 +119,14 @@ static const Config *transformer_config(const Transformer *t) { return &t->confi
 static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
 
 // ----------------------------------------------------------------------------
-// kernels: the only code that knows about SIMD. Each has a portable scalar path, used when
-// the compiler does not target AVX2+FMA (or with -DLLAMA2_SCALAR); tests compare the two.
-
-// Dot product of n floats. The SIMD version is the building block of matmul's tiles, and
-// uses the same summation order, so a token's logits do not depend on the prefill block.
-static float dot(const float *a, const float *b, int n) {
-#ifdef USE_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    float val = _mm_cvtss_f32(s);
-    for (; j < n; j++) val += a[j] * b[j];
-    return val;
-#else
-    float val = 0.0f;
-    for (int j = 0; j < n; j++) val += a[j] * b[j];
-    return val;
-#endif
-}
+// kernels: the fp32 matmul, this file's only SIMD code (attention and the other
+// fp32 kernels are in llama2.h). The portable path is used when the compiler does not target
+// AVX2+FMA (make runportable, or -DLLAMA2_SCALAR); tests compare the two.
 
 #ifdef USE_AVX2
-static inline float hsum8(__m256 acc) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 // R rows of W times C rows of x, R*C accumulators in registers; each W load serves C tokens.
+// Every output is summed in the same order whatever the tile, so a token's logits do not
+// depend on the prefill block.
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
                                                               int n, int d, int i, int t, int R, int C) {
     __m256 acc[4][2];
@@ -174,6 +136,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
         __m256 xv[2];
         for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(x + (size_t)(t + c) * n + j);
         for (int r = 0; r < R; r++) {
+            _mm_prefetch((const char *)(w + (size_t)(i + r) * n + j + 64), _MM_HINT_T0); // helps the stream
             __m256 wv = _mm256_loadu_ps(w + (size_t)(i + r) * n + j);
             for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
         }
@@ -197,7 +160,8 @@ static void matmul(float *xout, const float *x, const float *w, int T, int n, in
         int t = 0;
         if (i + 4 <= d) {
             for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
-            for (; t < T; t++) matmul_tile(xout, x, w, n, d, i, t, 4, 1);
+            for (; t < T; t++) // a single token: one row after the other streams memory best
+                for (int r = i; r < i + 4; r++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
         } else {
             for (int r = i; r < d; r++)
                 for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
@@ -209,20 +173,6 @@ static void matmul(float *xout, const float *x, const float *w, int T, int n, in
     }
 }
 
-// y += a * x (vectorizes without fast-math: no reduction)
-static void axpy(float *y, float a, const float *x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-static void rmsnorm(float *o, const float *x, const float *weight, int size) {
-    float ss = 0.0f;
-    for (int j = 0; j < size; j++) ss += x[j] * x[j];
-    ss /= size;
-    ss += 1e-5f;
-    ss = 1.0f / sqrtf(ss);
-    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
-}
-
 // ----------------------------------------------------------------------------
 // the forward pass, for a block of T tokens at positions pos..pos+T-1
 
@@ -230,9 +180,8 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
-    int dim = p->dim, hidden_dim = p->hidden_dim, head_size = dim / p->n_heads;
+    int dim = p->dim, hidden_dim = p->hidden_dim;
     int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
-    int kv_mul = p->n_heads / p->n_kv_heads; // integer multiplier of the kv sharing in multiquery
 
     for (int t = 0; t < T; t++) {
         int token = tokens[t];
@@ -251,43 +200,8 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         matmul(k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim);
         matmul(v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim);
 
-        // RoPE: rotate each pair of q and k by its position's angle
-        for (int t = 0; t < T; t++) {
-            const float *fcr = s->rope_cos + (size_t)(pos + t) * (head_size / 2);
-            const float *fci = s->rope_sin + (size_t)(pos + t) * (head_size / 2);
-            float *qt = s->q + (size_t)t * dim, *kt = k + (size_t)t * kv_dim;
-            for (int i = 0; i < dim; i += 2) {
-                int h = (i % head_size) / 2;
-                float q0 = qt[i], q1 = qt[i + 1];
-                qt[i] = q0 * fcr[h] - q1 * fci[h];
-                qt[i + 1] = q0 * fci[h] + q1 * fcr[h];
-                if (i < kv_dim) {
-                    float k0 = kt[i], k1 = kt[i + 1];
-                    kt[i] = k0 * fcr[h] - k1 * fci[h];
-                    kt[i + 1] = k0 * fci[h] + k1 * fcr[h];
-                }
-            }
-        }
-
-        // multihead causal attention: token t attends to positions 0..pos+t
-        int h;
-        #pragma omp parallel for schedule(static)
-        for (h = 0; h < p->n_heads; h++) {
-            for (int t = 0; t < T; t++) {
-                const float *q = s->q + (size_t)t * dim + h * head_size;
-                float *att = s->att + ((size_t)t * p->n_heads + h) * p->seq_len;
-                int last = pos + t;
-                for (int j = 0; j <= last; j++) {
-                    const float *kj = s->key_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size;
-                    att[j] = dot(q, kj, head_size) / sqrtf((float)head_size);
-                }
-                softmax(att, last + 1);
-                float *xb = s->xb + (size_t)t * dim + h * head_size;
-                memset(xb, 0, head_size * sizeof(float));
-                for (int j = 0; j <= last; j++)
-                    axpy(xb, att[j], s->value_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size, head_size);
-            }
-        }
+        // RoPE and multihead causal attention (llama2.h)
+        attention(s->xb, s->q, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
         matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, T, dim, dim);
@@ -297,11 +211,7 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + (size_t)l * dim, dim);
         matmul(s->hb, s->xb, w->w1 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
         matmul(s->hb2, s->xb, w->w3 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
-        for (size_t i = 0; i < (size_t)T * hidden_dim; i++) {
-            float val = s->hb[i];
-            val *= (1.0f / (1.0f + expf(-val))); // silu(x) = x * sigmoid(x)
-            s->hb[i] = val * s->hb2[i];
-        }
+        swiglu(s->hb, s->hb2, (size_t)T * hidden_dim);
         matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden_dim, T, hidden_dim, dim);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
     }

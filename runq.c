@@ -9,11 +9,6 @@
 */
 #include "llama2.h"
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(LLAMA2_SCALAR)
-#include <immintrin.h>
-#define USE_AVX2 1
-#endif
-
 #define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
 
 // ----------------------------------------------------------------------------
@@ -69,7 +64,7 @@ struct Transformer {
 };
 
 static void build_state(RunState *s, const Config *p, int gs) {
-    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads, hs = p->dim / p->n_heads;
+    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
     size_t wide = p->dim > p->hidden_dim ? p->dim : p->hidden_dim;
     s->x = xcalloc(B * p->dim, sizeof(float), "activations");
     s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
@@ -83,16 +78,7 @@ static void build_state(RunState *s, const Config *p, int gs) {
     s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
     s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
     s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    s->rope_cos = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
-    s->rope_sin = xcalloc((size_t)p->seq_len * hs / 2, sizeof(float), "RoPE tables");
-    for (int pos = 0; pos < p->seq_len; pos++) {
-        for (size_t i = 0; i < hs; i += 2) {
-            float freq = 1.0f / powf(10000.0f, i / (float)hs);
-            float val = pos * freq;
-            s->rope_cos[pos * hs / 2 + i / 2] = cosf(val);
-            s->rope_sin[pos * hs / 2 + i / 2] = sinf(val);
-        }
-    }
+    build_rope(p, &s->rope_cos, &s->rope_sin);
 }
 
 static void free_state(RunState *s) {
@@ -121,7 +107,8 @@ static QuantizedTensor *init_quantized_tensors(TransformerWeights *w, QuantizedT
 }
 
 static void dequantize(const QuantizedTensor *qx, float *x, size_t n, int gs) {
-    for (size_t i = 0; i < n; i++) x[i] = qx->q[i] * qx->s[i / gs];
+    for (size_t g = 0; g < n / gs; g++)
+        for (int i = 0; i < gs; i++) x[g * gs + i] = qx->q[g * gs + i] * qx->s[g];
 }
 
 static void memory_map_weights(TransformerWeights *w, const Config *p, const unsigned char *ptr, int shared, int gs) {
@@ -176,50 +163,40 @@ static const Config *transformer_config(const Transformer *t) { return &t->confi
 static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
 
 // ----------------------------------------------------------------------------
-// kernels: the only code that knows about SIMD. Each has a portable scalar path, used when
-// the compiler does not target AVX2+FMA (or with -DLLAMA2_SCALAR); tests compare the two.
-
-static float dot(const float *a, const float *b, int n) {
-#ifdef USE_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    float val = _mm_cvtss_f32(s);
-    for (; j < n; j++) val += a[j] * b[j];
-    return val;
-#else
-    float val = 0.0f;
-    for (int j = 0; j < n; j++) val += a[j] * b[j];
-    return val;
-#endif
-}
+// kernels: activation quantization and the int8 matmul, this file's only SIMD code (attention
+// and the other fp32 kernels are in llama2.h). The portable path is used when the compiler
+// does not target AVX2+FMA (make runportable, or -DLLAMA2_SCALAR); tests compare the two.
 
 // Quantizes T rows of n floats per group of gs: scale = max|x| / 127, q = round(x / scale).
 static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) {
     for (size_t g = 0; g < (size_t)T * n / gs; g++) {
         const float *xg = x + g * gs;
+        int8_t *qg = q + g * gs;
         float wmax = 0.0f;
         for (int i = 0; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
         float scale = wmax / 127.0f;
         s[g] = scale;
-        for (int i = 0; i < gs; i++) {
+        int i = 0;
+#ifdef USE_AVX2
+        if (scale > 0.0f) { // 8 at a time; roundf(v) == trunc(v + copysign(0.49999997f, v))
+            __m256 sc = _mm256_set1_ps(scale), half = _mm256_set1_ps(0.49999997f), sign = _mm256_set1_ps(-0.0f);
+            for (; i + 8 <= gs; i += 8) {
+                __m256 v = _mm256_div_ps(_mm256_loadu_ps(xg + i), sc);
+                v = _mm256_add_ps(v, _mm256_or_ps(half, _mm256_and_ps(v, sign)));
+                __m256i r = _mm256_cvttps_epi32(v); // |v| <= 127.5: fits
+                __m128i r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
+                _mm_storel_epi64((__m128i *)(qg + i), _mm_packs_epi16(r16, r16));
+            }
+        }
+#endif
+        for (; i < gs; i++) {
             float r = scale > 0.0f ? roundf(xg[i] / scale) : 0.0f;
-            q[g * gs + i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r == r ? r : 0); // NaN -> 0
+            qg[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r == r ? r : 0); // NaN -> 0
         }
     }
 }
 
 #ifdef USE_AVX2
-static inline float hsum8(__m256 acc) {
-    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-    s = _mm_add_ss(s, _mm_movehdup_ps(s));
-    return _mm_cvtss_f32(s);
-}
-
 // 32 int8 products summed into 8 int32 lanes. maddubs wants one unsigned operand, so the
 // weights' signs move onto x: |w| * (x * sign(w)) == w * x.
 static inline __m256i dot32_i8(__m256i w, __m256i x) {
@@ -231,26 +208,26 @@ static inline __m256i dot32_i8(__m256i w, __m256i x) {
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
                                                               const QuantizedTensor *w, int n, int d, int gs,
                                                               int i, int t, int R, int C) {
+    const int8_t *wr[4], *xr[2];
+    const float *wsr[4], *xsr[2];
+    for (int r = 0; r < R; r++) { wr[r] = w->q + (size_t)(i + r) * n; wsr[r] = w->s + (size_t)(i + r) * (n / gs); }
+    for (int c = 0; c < C; c++) { xr[c] = xq + (size_t)(t + c) * n; xsr[c] = xs + (size_t)(t + c) * (n / gs); }
     __m256 acc[4][2];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-    for (int j = 0; j < n; j += gs) {
+    for (int j = 0, g = 0; j < n; j += gs, g++) {
         __m256i sum[4][2];
         for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) sum[r][c] = _mm256_setzero_si256();
         for (int k = j; k < j + gs; k += 32) {
             __m256i xv[2];
-            for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_si256((const __m256i *)(xq + (size_t)(t + c) * n + k));
+            for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_si256((const __m256i *)(xr[c] + k));
             for (int r = 0; r < R; r++) {
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(w->q + (size_t)(i + r) * n + k));
+                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr[r] + k));
                 for (int c = 0; c < C; c++) sum[r][c] = _mm256_add_epi32(sum[r][c], dot32_i8(wv, xv[c]));
             }
         }
-        for (int r = 0; r < R; r++) {
-            float ws = w->s[((size_t)(i + r) * n + j) / gs];
-            for (int c = 0; c < C; c++) {
-                __m256 scale = _mm256_set1_ps(ws * xs[((size_t)(t + c) * n + j) / gs]);
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][c]), scale, acc[r][c]);
-            }
-        }
+        for (int r = 0; r < R; r++)
+            for (int c = 0; c < C; c++)
+                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][c]), _mm256_set1_ps(wsr[r][g] * xsr[c][g]), acc[r][c]);
     }
     for (int r = 0; r < R; r++)
         for (int c = 0; c < C; c++) xout[(size_t)(t + c) * d + i + r] = hsum8(acc[r][c]);
@@ -260,10 +237,10 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
 // One output of the portable path: int32 sums per group, scaled and summed in float.
 static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const float *xs, int n, int gs) {
     float val = 0.0f;
-    for (int j = 0; j < n; j += gs) {
+    for (int j = 0, g = 0; j < n; j += gs, g++) {
         int32_t ival = 0;
         for (int k = 0; k < gs; k++) ival += (int32_t)xq[j + k] * (int32_t)wq[j + k];
-        val += (float)ival * ws[j / gs] * xs[j / gs];
+        val += (float)ival * ws[g] * xs[g];
     }
     return val;
 }
@@ -278,7 +255,8 @@ static void matmul(float *xout, const int8_t *xq, const float *xs, const Quantiz
             int t = 0;
             if (i + 4 <= d) {
                 for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 2);
-                for (; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 1);
+                for (; t < T; t++) // a single token: one row after the other streams memory best
+                    for (int r = i; r < i + 4; r++) matmul_tile(xout, xq, xs, w, n, d, gs, r, t, 1, 1);
             } else {
                 for (int r = i; r < d; r++)
                     for (t = 0; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, r, t, 1, 1);
@@ -293,19 +271,6 @@ static void matmul(float *xout, const int8_t *xq, const float *xs, const Quantiz
     }
 }
 
-static void axpy(float *y, float a, const float *x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-static void rmsnorm(float *o, const float *x, const float *weight, int size) {
-    float ss = 0.0f;
-    for (int j = 0; j < size; j++) ss += x[j] * x[j];
-    ss /= size;
-    ss += 1e-5f;
-    ss = 1.0f / sqrtf(ss);
-    for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
-}
-
 // ----------------------------------------------------------------------------
 // the forward pass, for a block of T tokens at positions pos..pos+T-1
 
@@ -313,9 +278,8 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
-    int dim = p->dim, hidden_dim = p->hidden_dim, head_size = dim / p->n_heads, gs = transformer->group_size;
+    int dim = p->dim, hidden_dim = p->hidden_dim, gs = transformer->group_size;
     int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
-    int kv_mul = p->n_heads / p->n_kv_heads; // integer multiplier of the kv sharing in multiquery
 
     for (int t = 0; t < T; t++) {
         int token = tokens[t];
@@ -335,43 +299,8 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         matmul(k, s->xq, s->xs, w->wk + l, T, dim, kv_dim, gs);
         matmul(v, s->xq, s->xs, w->wv + l, T, dim, kv_dim, gs);
 
-        // RoPE: rotate each pair of q and k by its position's angle
-        for (int t = 0; t < T; t++) {
-            const float *fcr = s->rope_cos + (size_t)(pos + t) * (head_size / 2);
-            const float *fci = s->rope_sin + (size_t)(pos + t) * (head_size / 2);
-            float *qt = s->q + (size_t)t * dim, *kt = k + (size_t)t * kv_dim;
-            for (int i = 0; i < dim; i += 2) {
-                int h = (i % head_size) / 2;
-                float q0 = qt[i], q1 = qt[i + 1];
-                qt[i] = q0 * fcr[h] - q1 * fci[h];
-                qt[i + 1] = q0 * fci[h] + q1 * fcr[h];
-                if (i < kv_dim) {
-                    float k0 = kt[i], k1 = kt[i + 1];
-                    kt[i] = k0 * fcr[h] - k1 * fci[h];
-                    kt[i + 1] = k0 * fci[h] + k1 * fcr[h];
-                }
-            }
-        }
-
-        // multihead causal attention: token t attends to positions 0..pos+t
-        int h;
-        #pragma omp parallel for schedule(static)
-        for (h = 0; h < p->n_heads; h++) {
-            for (int t = 0; t < T; t++) {
-                const float *q = s->q + (size_t)t * dim + h * head_size;
-                float *att = s->att + ((size_t)t * p->n_heads + h) * p->seq_len;
-                int last = pos + t;
-                for (int j = 0; j <= last; j++) {
-                    const float *kj = s->key_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size;
-                    att[j] = dot(q, kj, head_size) / sqrtf((float)head_size);
-                }
-                softmax(att, last + 1);
-                float *xb = s->xb + (size_t)t * dim + h * head_size;
-                memset(xb, 0, head_size * sizeof(float));
-                for (int j = 0; j <= last; j++)
-                    axpy(xb, att[j], s->value_cache + loff + (size_t)j * kv_dim + (h / kv_mul) * head_size, head_size);
-            }
-        }
+        // RoPE and multihead causal attention (llama2.h)
+        attention(s->xb, s->q, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
         quantize(s->xq, s->xs, s->xb, T, dim, gs);
@@ -383,11 +312,7 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         quantize(s->xq, s->xs, s->xb, T, dim, gs);
         matmul(s->hb, s->xq, s->xs, w->w1 + l, T, dim, hidden_dim, gs);
         matmul(s->hb2, s->xq, s->xs, w->w3 + l, T, dim, hidden_dim, gs);
-        for (size_t i = 0; i < (size_t)T * hidden_dim; i++) {
-            float val = s->hb[i];
-            val *= (1.0f / (1.0f + expf(-val))); // silu(x) = x * sigmoid(x)
-            s->hb[i] = val * s->hb2[i];
-        }
+        swiglu(s->hb, s->hb2, (size_t)T * hidden_dim);
         quantize(s->xq, s->xs, s->hb, T, hidden_dim, gs);
         matmul(s->xb, s->xq, s->xs, w->w2 + l, T, hidden_dim, dim, gs);
         for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];

@@ -34,7 +34,7 @@ dtype = "float32"  # float32|bfloat16|float16 (autocast on cuda only)
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
                if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
-globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:]))
+globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:], verbose=False))
 
 
 def fail(msg):

@@ -154,6 +154,7 @@ else:
     ddp_world_size = 1
 tokens_per_iter = gradient_accumulation_steps * ddp_world_size * batch_size * max_seq_len
 if master_process:
+    print("config:", json.dumps(config))
     print(f"tokens per iteration will be: {tokens_per_iter:,}")
     print(f"breaks down as: {gradient_accumulation_steps} grad accum steps * {ddp_world_size} processes "
           f"* {batch_size} batch size * {max_seq_len} max seq len")
@@ -173,8 +174,10 @@ try:
                        vocab_source=vocab_source, data_root=data_root)
     train_stream = BatchStream("train", seed=seed, rank=ddp_rank, **stream_args)
     BatchStream("val", seed=seed, rank=0, **stream_args)  # fail now, not at the first eval
-except (FileNotFoundError, ValueError, OSError) as e:
-    fail(str(e).splitlines()[0] if str(e) else first_line(e))
+except ImportError as e:
+    fail(f"cannot import the data loader (tinystories.BatchStream): {first_line(e)}")
+except Exception as e:  # missing or bad shards: the loader's message says what to run
+    fail(str(e).strip().splitlines()[0] if str(e).strip() else first_line(e))
 
 # model init
 model_args = dict(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
@@ -212,10 +215,16 @@ else:
         fail(f"cannot resume from {ckpt_path} (corrupt or incompatible checkpoint): {first_line(e)}")
     data_states = checkpoint.get("data_state") or []
     if len(data_states) == ddp_world_size:
-        train_stream.load_state_dict(data_states[ddp_rank])
+        try:
+            train_stream.load_state_dict(data_states[ddp_rank])
+        except Exception as e:
+            fail(f"cannot restore the data stream from {ckpt_path}: {first_line(e)}")
         rng_states = checkpoint.get("rng_state") or []
-        if len(rng_states) == ddp_world_size:
+        if len(rng_states) == ddp_world_size:  # dropout masks continue as well
             torch.set_rng_state(rng_states[ddp_rank].cpu())
+        cuda_rng_states = checkpoint.get("cuda_rng_state") or []
+        if device_type == "cuda" and len(cuda_rng_states) == ddp_world_size:
+            torch.cuda.set_rng_state(cuda_rng_states[ddp_rank].cpu())
     elif master_process:
         print(f"warning: the checkpoint was written by {len(data_states)} processes, this run has "
               f"{ddp_world_size}: the data streams start afresh")
@@ -379,6 +388,7 @@ try:
             # every rank's stream and RNG state, so a resume continues each rank's stream exactly
             data_states = gather(pending_state)
             rng_states = gather(torch.get_rng_state())
+            cuda_rng_states = gather(torch.cuda.get_rng_state()) if device_type == "cuda" else []
             if master_process:
                 losses = estimate_loss()
                 print(f"step {iter_num}: train loss {losses['train']:.4f}, val loss {losses['val']:.4f}", flush=True)
@@ -400,6 +410,7 @@ try:
                             "world_size": ddp_world_size,
                             "data_state": data_states,
                             "rng_state": rng_states,
+                            "cuda_rng_state": cuda_rng_states,
                         }
                         if dtype == "float16":
                             checkpoint["scaler"] = scaler.state_dict()

@@ -31,7 +31,7 @@ CONFIGS = {
 GPU_PEAKS = [("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12), ("A10", 125e12)]
 
 
-def measured_cpu_peak(n=1024, reps=5):
+def measured_cpu_peak(n=1024, reps=20):
     a, b = torch.randn(n, n), torch.randn(n, n)
     a @ b
     best = 0.0
@@ -78,8 +78,8 @@ def bench(name, device, dtype, batch_size, seq_len, compile_model, warmup, iters
     mfu = model.estimate_mfu(batch_size, dt, peak)
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{name:>5} ({n_params / 1e6:.1f}M params) {device} {dtype} compile={compile_model} "
-          f"batch {batch_size} x {T}: {dt * 1000:.1f} ms/iter, {tok_s:,.0f} tok/s, MFU {mfu * 100:.2f}% "
-          f"(of {peak / 1e12:.2f} TFLOP/s)", flush=True)
+          f"batch {batch_size} x {T}: {dt * 1000:.1f} ms/iter, {tok_s:,.0f} tok/s, "
+          f"{mfu * peak / 1e9:,.1f} GFLOP/s achieved, MFU {mfu * 100:.2f}% (of {peak / 1e9:,.1f} GFLOP/s)", flush=True)
     return dict(model=name, ms_per_iter=dt * 1000, tok_per_s=tok_s, mfu=mfu)
 
 

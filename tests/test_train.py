@@ -90,6 +90,14 @@ def test_single_process_learns_and_saves(tmp_path, data_root):
     m = load_model_bin(str(out / "model.bin"))  # v0 export of the same weights
     for k, v in m.state_dict().items():
         assert torch.equal(v, ck["model"][k]), k
+    # the loss-curve command: a PNG with matplotlib, else one clear line saying it is missing
+    r = subprocess.run([sys.executable, os.path.join(ROOT, "plot_metrics.py"), str(out)], capture_output=True, text=True)
+    try:
+        import matplotlib  # noqa: F401
+        assert r.returncode == 0 and (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    except ImportError:
+        assert r.returncode == 1 and r.stderr.strip() == \
+            "error: plotting needs matplotlib, which is not installed (pip install matplotlib)"
 
 
 def test_resume_is_exact(tmp_path, data_root):

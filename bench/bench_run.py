@@ -1,0 +1,125 @@
+"""Speed of the C runners on random-weight models of the published shapes (vocab 5000):
+zh-15M (dim 288, 6 layers, 6 heads, seq 256) and zh-110M (dim 768, 12 layers, 12 heads, seq 1024).
+Builds with `make run`, writes the models with export.py (v0 for run, v2 for runq) into
+bench/out/, and prints a markdown table: generation tok/s (-t 0 -n 256, median of 5 runs) with
+1 and 2 OpenMP threads, prefill tok/s for a 200-token prompt (blocks vs token by token), and
+the time to encode a 20,000-character Chinese prompt.
+
+    python3 bench/bench_run.py            # or: make bench
+    python3 bench/bench_run.py --runs=3 --models=zh-15M
+Not a test: timings depend on the machine and on whatever else runs on it.
+"""
+
+import argparse
+import os
+import platform
+import re
+import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+OUT = REPO / "bench" / "out"
+sys.path.insert(0, str(REPO))
+
+SHAPES = {
+    "zh-15M": dict(dim=288, n_layers=6, n_heads=6, n_kv_heads=6, max_seq_len=256),
+    "zh-110M": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, max_seq_len=1024),
+}
+
+
+def make_tokenizer():
+    """A 5000-piece vocabulary trained (tinystories.py's settings) on generated stories, as .bin."""
+    from tinystories import generate_stories, train_sp_model
+    from tokenizer import Tokenizer
+    model = OUT / "tok5000.model"
+    if not (OUT / "tok5000.bin").exists():
+        train_sp_model(generate_stories(4000, seed=0), str(OUT / "tok5000"), 5000, quiet=True)
+        Tokenizer(str(model)).export()
+    return OUT / "tok5000.bin", str(model)
+
+
+def make_models(name):
+    """Random weights (llama2.c's init); BOS/EOS can never win, so every run generates 256 tokens."""
+    paths = {v: OUT / f"{name}_v{v}.bin" for v in (0, 2)}
+    if all(p.exists() for p in paths.values()):
+        return paths
+    import torch
+    from export import model_export
+    from model import ModelArgs, Transformer
+    torch.manual_seed(0)
+    model = Transformer(ModelArgs(vocab_size=5000, **SHAPES[name]))
+    with torch.no_grad():
+        model.tok_embeddings.weight[1:3] = 0  # shared with the classifier: logit 0 for BOS and EOS
+    for v, p in paths.items():
+        model_export(model, str(p), version=v)
+    return paths
+
+
+def run(cmd, threads, env=None):
+    e = dict(os.environ, OMP_NUM_THREADS=str(threads), **(env or {}))
+    r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=e)
+    if r.returncode != 0:
+        sys.exit(f"error: {' '.join(map(str, cmd))} failed: {r.stderr.strip()}")
+    return r.stderr
+
+
+def median_of(n, f):
+    return statistics.median(f() for _ in range(n))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--runs", type=int, default=5)
+    ap.add_argument("--models", default="zh-15M,zh-110M")
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["make", "-C", str(REPO), "run"], check=True, capture_output=True)
+    tok, sp_model = make_tokenizer()
+    import sentencepiece as spm
+    from tinystories import generate_stories
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    text = "".join(generate_stories(400, seed=1))
+    long_prompt = text[:20000]
+    ids = sp.encode(text[:1000])
+    prompt200 = sp.decode(ids[:199])  # with BOS: about 200 tokens
+
+    cpu = "unknown"
+    try:
+        cpu = re.search(r"Model name:\s*(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout).group(1)
+    except (OSError, AttributeError):
+        pass
+    print(f"CPU: {cpu} ({os.cpu_count()} logical CPUs), {platform.system()}; median of {args.runs} runs")
+    print()
+    print("| model | runner | tok/s 1 thread | tok/s 2 threads | prefill tok/s (block) | prefill tok/s (token by token) |")
+    print("|---|---|---|---|---|---|")
+    for name in args.models.split(","):
+        paths = make_models(name)
+        for runner, v in (("run", 0), ("runq", 2)):
+            exe = REPO / runner
+            base = [exe, paths[v], "-z", tok, "-t", 0]
+
+            def gen(threads):
+                err = run(base + ["-n", 256, "-i", ""], threads)
+                return float(re.search(r"achieved tok/s: ([0-9.]+)", err).group(1))
+
+            def prefill(block):
+                env = {"LLAMA2_PREFILL_BLOCK": str(block)} if block else {}
+                err = run(base + ["-n", 202, "-i", prompt200], 1, env)
+                return float(re.search(r"prompt: \d+ tokens, ([0-9.]+) tok/s", err).group(1))
+
+            row = [median_of(args.runs, lambda: gen(1)), median_of(args.runs, lambda: gen(2)),
+                   median_of(args.runs, lambda: prefill(0)), median_of(args.runs, lambda: prefill(1))]
+            print(f"| {name} | {runner} | " + " | ".join(f"{x:.0f}" for x in row) + " |", flush=True)
+    paths = make_models(args.models.split(",")[0])
+    err = run([REPO / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)
+    ms = median_of(args.runs, lambda: float(re.search(r"in ([0-9.]+) ms", run(
+        [REPO / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)).group(1)))
+    n_tok = re.search(r"into (\d+) tokens", err).group(1)
+    print()
+    print(f"encoding a {len(long_prompt)}-character Chinese prompt ({n_tok} tokens): {ms:.2f} ms")
+
+
+if __name__ == "__main__":
+    main()

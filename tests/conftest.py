@@ -1,0 +1,37 @@
+"""Shared test fixtures: generated Chinese stories and a small sentencepiece model trained on them
+in the test session (seconds), so every test runs offline."""
+
+import os
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))  # tests import the repo's flat modules (model, tinystories, ...)
+
+from tinystories import generate_stories, train_sp_model  # noqa: E402
+from tokenizer import Tokenizer  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def repo_root():
+    return ROOT
+
+
+@pytest.fixture(scope="session")
+def zh_stories():
+    return generate_stories(2000, seed=0)
+
+
+@pytest.fixture(scope="session")
+def sp_model(zh_stories, tmp_path_factory):
+    """Path of a 512-piece BPE .model (byte_fallback; the rarer characters are byte tokens)."""
+    prefix = tmp_path_factory.mktemp("sp") / "tok512"
+    return train_sp_model(zh_stories, str(prefix), 512, num_threads=1, quiet=True)
+
+
+@pytest.fixture(scope="session")
+def sp_tok_bin(sp_model):
+    """Path of sp_model exported to run.c's tokenizer .bin."""
+    return Tokenizer(sp_model).export()

@@ -1,0 +1,455 @@
+"""Tests for tinystories.py: the story generator, download (against a real HTTP server on 127.0.0.1:
+resume, checksums, corrupt and unsafe archives, mirrors), download_model, train_vocab, pretokenize
+(round trip, mixed formats, broken input) and the BatchStream (exact resume)."""
+
+import hashlib
+import io
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import numpy as np
+import pytest
+import sentencepiece as spm
+import torch
+
+from tinystories import BatchStream, Task, generate_stories
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+SCRIPT = os.path.join(ROOT, "tinystories.py")
+DATASET_PATH = "/datasets/adam89/TinyStoriesChinese/resolve/main/TinyStories_all_data_zh.tar.gz"
+
+
+def cli(*args, cwd=None, env_extra=None, timeout=120):
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    env.pop("HF_ENDPOINT", None)
+    env.pop("HF_TOKEN", None)
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=cwd, env=env,
+                          timeout=timeout)
+
+
+def assert_user_error(r, *words):
+    assert r.returncode != 0, r.stdout
+    assert "Traceback" not in r.stderr, r.stderr
+    lines = [l for l in r.stderr.splitlines() if l.strip()]
+    assert lines and lines[-1].startswith(("error:", "usage:", "tinystories.py: error:")), r.stderr
+    for w in words:
+        assert w in r.stderr, r.stderr
+
+
+# -----------------------------------------------------------------------------
+# the generator
+
+def test_generator_deterministic_distinct_and_natural():
+    t0 = time.time()
+    a = generate_stories(1000, seed=0)
+    assert time.time() - t0 < 2.0
+    assert a == generate_stories(1000, seed=0)
+    assert a != generate_stories(1000, seed=1)
+    assert len(set(a)) == 1000
+    for s in a:
+        assert s[-1] in "。！”", s
+        assert s.count("“") == s.count("”"), s
+        assert "{" not in s and "}" not in s and "  " not in s, s
+        assert not any("a" <= c.lower() <= "z" for c in s), s
+    openings = {s[:2] for s in a}
+    assert len(openings) > 30  # not every story starts with 从前
+    assert sum(s.startswith("从前") for s in a) < 0.5 * len(a)
+    assert sum(len(s) for s in a) / len(a) > 150
+
+
+def test_download_sample_layout_and_figures(tmp_path):
+    r = cli("download", "--dataset=sample", f"--data_root={tmp_path}")
+    assert r.returncode == 0, r.stderr
+    d = tmp_path / "TinyStories_all_data"
+    shards = sorted(os.listdir(d))
+    assert len(shards) >= 4 and shards[0] == "data00.jsonl" and all(s.endswith(".jsonl") for s in shards)
+    stories, ids = [], []
+    for s in shards:
+        for line in open(d / s, encoding="utf-8"):
+            obj = json.loads(line)
+            stories.append(obj["story_zh"])
+            ids.append(obj["id"])
+    assert len(set(stories)) == len(stories) >= 20000
+    assert sum(map(len, stories)) >= 3_000_000
+    assert len(set(ids)) == len(ids)
+    assert "example story:" in r.stdout and stories[0] in r.stdout
+    mtime = os.path.getmtime(d / shards[0])
+    r = cli("download", "--dataset=sample", f"--data_root={tmp_path}")
+    assert r.returncode == 0 and "nothing to do" in r.stdout
+    assert os.path.getmtime(d / shards[0]) == mtime
+
+
+# -----------------------------------------------------------------------------
+# download against a local HTTP server
+
+class Server:
+    """Serves files from a dict with Range support. drop_after[path] = n cuts the first response for path
+    after n bytes; headers[path] adds response headers (ETag, X-Linked-Etag)."""
+
+    def __init__(self):
+        self.files, self.headers, self.drop_after, self.log = {}, {}, {}, []
+        self.ignore_range = False
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                server.log.append((self.path, dict(self.headers)))
+                data = server.files.get(self.path.split("?")[0])
+                if data is None:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                start, status = 0, 200
+                rng = self.headers.get("Range")
+                if rng and not server.ignore_range:
+                    start = int(rng.split("=")[1].split("-")[0])
+                    if start >= len(data):
+                        self.send_response(416)
+                        self.send_header("Content-Range", f"bytes */{len(data)}")
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
+                    status = 206
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data) - start))
+                if status == 206:
+                    self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+                for k, v in server.headers.get(self.path, {}).items():
+                    self.send_header(k, v)
+                self.end_headers()
+                body = data[start:]
+                cut = server.drop_after.pop(self.path, None)
+                if cut is not None:
+                    self.wfile.write(body[:cut])
+                    self.wfile.flush()
+                    self.close_connection = True
+                    return
+                self.wfile.write(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    s = Server()
+    yield s
+    s.close()
+
+
+def make_tarball(entries):
+    """entries: list of (name, bytes) files, or (name, ('symlink'|'hardlink', target))."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, data in entries:
+            info = tarfile.TarInfo(name)
+            if isinstance(data, tuple):
+                info.type = tarfile.SYMTYPE if data[0] == "symlink" else tarfile.LNKTYPE
+                info.linkname = data[1]
+                tar.addfile(info)
+            else:
+                info.size = len(data)
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def shard_bytes(stories):
+    return "".join(json.dumps({"story_zh": s, "story": "english"}, ensure_ascii=False) + "\n"
+                   for s in stories).encode()
+
+
+@pytest.fixture(scope="module")
+def tarball(zh_stories):
+    files = [(f"data{i:02d}.jsonl", shard_bytes(zh_stories[i * 50:(i + 1) * 50])) for i in range(4)]
+    # incompressible padding so the transfer is long enough to cut in the middle
+    files.append(("padding.bin", np.random.default_rng(0).integers(0, 256, 300_000, dtype=np.uint8).tobytes()))
+    return make_tarball(files)
+
+
+def leftovers(root):
+    return [n for n in os.listdir(root) if n.startswith(".")]
+
+
+def test_download_full_mirror_token_and_idempotent(tmp_path, server, tarball, zh_stories):
+    server.files[DATASET_PATH] = tarball
+    env = {"HF_ENDPOINT": server.url, "HF_TOKEN": "secret"}
+    r = cli("download", f"--data_root={tmp_path}", env_extra=env)
+    assert r.returncode == 0, r.stderr
+    assert [p for p, _ in server.log] == [DATASET_PATH]
+    assert server.log[0][1].get("Authorization") == "Bearer secret"
+    d = tmp_path / "TinyStories_all_data"
+    assert (d / "data00.jsonl").read_bytes() == shard_bytes(zh_stories[:50])
+    assert zh_stories[0] in r.stdout
+    assert (tmp_path / "TinyStories_all_data_zh.tar.gz").read_bytes() == tarball
+    assert not leftovers(tmp_path)
+    r = cli("download", f"--data_root={tmp_path}", env_extra=env)
+    assert r.returncode == 0 and "nothing to do" in r.stdout
+    assert len(server.log) == 1  # nothing fetched the second time
+
+
+@pytest.mark.parametrize("ignore_range", [False, True])
+def test_download_resumes_cut_transfer_and_checks_sha256(tmp_path, server, tarball, ignore_range):
+    server.ignore_range = ignore_range  # a server without Range support sends the whole file again
+    path = "/files/data.tar.gz"
+    server.files[path] = tarball
+    server.headers[path] = {"X-Linked-Etag": '"%s"' % hashlib.sha256(tarball).hexdigest()}
+    server.drop_after[path] = len(tarball) // 2
+    r = cli("download", f"--data_root={tmp_path}", f"--data_url={server.url}{path}")
+    assert r.returncode == 0, r.stderr
+    assert len(server.log) == 2
+    assert "Range" not in server.log[0][1]
+    assert 0 < int(server.log[1][1]["Range"].split("=")[1].rstrip("-")) <= len(tarball) // 2
+    assert (tmp_path / "data.tar.gz").read_bytes() == tarball
+    assert (tmp_path / "TinyStories_all_data" / "data03.jsonl").exists()
+    assert not [n for n in os.listdir(tmp_path) if n.endswith((".part", ".json"))]
+
+
+def test_download_finishes_complete_part_and_restarts_stale_one(tmp_path, server, tarball):
+    url = f"{server.url}/y.tar.gz"
+    server.files["/y.tar.gz"] = tarball
+    # stopped after the last byte but before the rename: nothing to fetch, only checked and renamed
+    (tmp_path / "y.tar.gz.part").write_bytes(tarball)
+    (tmp_path / "y.tar.gz.part.json").write_text(json.dumps({"url": url, "total": len(tarball),
+                                                             "sha256": hashlib.sha256(tarball).hexdigest()}))
+    r = cli("download", f"--data_root={tmp_path}", f"--data_url={url}")
+    assert r.returncode == 0, r.stderr
+    assert server.log == [] and (tmp_path / "y.tar.gz").read_bytes() == tarball
+    # a part longer than the file on the server (it changed): 416, then a fresh download
+    root = tmp_path / "b"
+    root.mkdir()
+    (root / "y.tar.gz.part").write_bytes(tarball + b"extra")
+    (root / "y.tar.gz.part.json").write_text(json.dumps({"url": url, "total": len(tarball) + 99}))
+    r = cli("download", f"--data_root={root}", f"--data_url={url}")
+    assert r.returncode == 0, r.stderr
+    assert (root / "y.tar.gz").read_bytes() == tarball and len(server.log) == 2
+
+
+def test_download_sha256_mismatch(tmp_path, server, tarball):
+    path = "/x.tar.gz"
+    server.files[path] = tarball
+    server.headers[path] = {"ETag": '"%s"' % ("0" * 64)}
+    r = cli("download", f"--data_root={tmp_path}", f"--data_url={server.url}{path}")
+    assert_user_error(r, "sha256 mismatch")
+    assert not (tmp_path / "TinyStories_all_data").exists()
+    assert not (tmp_path / "x.tar.gz").exists() and not (tmp_path / "x.tar.gz.part").exists()
+
+
+def test_download_corrupt_archive(tmp_path, server, tarball):
+    server.files["/cut.tar.gz"] = tarball[:len(tarball) // 3]  # announced as complete, but truncated
+    server.files["/junk.tar.gz"] = b"this is not a tarball" * 100
+    for name in ("cut", "junk"):
+        r = cli("download", f"--data_root={tmp_path}", f"--data_url={server.url}/{name}.tar.gz")
+        assert_user_error(r, "corrupt or truncated")
+        assert not (tmp_path / "TinyStories_all_data").exists()
+        assert not leftovers(tmp_path)
+
+
+@pytest.mark.parametrize("entry", [("../evil.jsonl", b"{}\n"), ("/tmp/evil.jsonl", b"{}\n"),
+                                   ("data/../../evil.jsonl", b"{}\n"), ("link.jsonl", ("symlink", "/etc/passwd")),
+                                   ("hard.jsonl", ("hardlink", "data00.jsonl"))])
+def test_download_refuses_unsafe_entries(tmp_path, server, entry):
+    server.files["/bad.tar.gz"] = make_tarball([("data00.jsonl", shard_bytes(["故事"])), entry])
+    root = tmp_path / "root"
+    r = cli("download", f"--data_root={root}", f"--data_url={server.url}/bad.tar.gz")
+    assert_user_error(r, "refusing")
+    assert not (root / "TinyStories_all_data").exists()
+    assert not (tmp_path / "evil.jsonl").exists() and not leftovers(root)
+
+
+def test_download_404_and_no_server(tmp_path, server):
+    r = cli("download", f"--data_root={tmp_path}", env_extra={"HF_ENDPOINT": server.url})
+    assert_user_error(r, "404")
+    r = cli("download_model", "--model=stories15M", f"--out_dir={tmp_path}", env_extra={"HF_ENDPOINT": server.url})
+    assert_user_error(r, "stories15M.bin", "404")
+
+
+def test_download_model(tmp_path, server):
+    server.files["/adam89/tinyllamas-chinese/resolve/main/stories42M.bin"] = b"model" * 1000
+    server.files["/adam89/tinyllamas-chinese/resolve/main/tok5000.bin"] = b"tok" * 100
+    r = cli("download_model", "--model=stories42M", f"--out_dir={tmp_path}", env_extra={"HF_ENDPOINT": server.url})
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "stories42M.bin").read_bytes() == b"model" * 1000
+    assert (tmp_path / "tok5000.bin").read_bytes() == b"tok" * 100
+    r = cli("download_model", "--model=stories42M", f"--out_dir={tmp_path}", env_extra={"HF_ENDPOINT": server.url})
+    assert r.returncode == 0 and len(server.log) == 2
+    assert_user_error(cli("download_model", "--model=stories7B", f"--out_dir={tmp_path}"), "unknown model")
+
+
+# -----------------------------------------------------------------------------
+# train_vocab and pretokenize
+
+def decode_shard(path, sp):
+    ids = np.fromfile(path, dtype=np.uint16).tolist()
+    stories, cur = [], None
+    for t in ids:
+        if t == 1:
+            assert cur is None
+            cur = []
+        elif t == 2:
+            stories.append(sp.decode(cur))
+            cur = None
+        else:
+            cur.append(t)
+    assert cur is None  # every story ends with EOS
+    return stories
+
+
+def test_train_vocab_pretokenize_round_trip(tmp_path, zh_stories):
+    data = tmp_path / "data" / "TinyStories_all_data"
+    data.mkdir(parents=True)
+    parts = [zh_stories[i * 300:(i + 1) * 300] for i in range(4)]
+    for i, p in enumerate(parts):
+        (data / f"data{i:02d}.jsonl").write_bytes(shard_bytes(p))
+    root = tmp_path / "data"
+    r = cli("train_vocab", "--vocab_size=700", f"--data_root={root}")
+    assert r.returncode == 0, r.stderr
+    assert (root / "tok700.model").exists() and (root / "tok700.vocab").exists()
+    r = cli("pretokenize", "--vocab_size=700", f"--data_root={root}")
+    assert r.returncode == 0, r.stderr
+    sp = spm.SentencePieceProcessor(model_file=str(root / "tok700.model"))
+    shards = sorted(os.listdir(root / "tok700"))
+    assert shards == [f"data{i:02d}.bin" for i in range(4)]
+    for name, p in zip(shards, parts):
+        assert decode_shard(root / "tok700" / name, sp) == p
+        ids = np.fromfile(root / "tok700" / name, dtype=np.uint16)
+        assert ids.tolist() == [t for story in p for t in [1] + sp.encode(story) + [2]]
+    assert "data00.bin is the validation split" in r.stdout
+
+
+def test_pretokenize_mixed_formats_and_broken_input(tmp_path, sp_model, zh_stories):
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    src = tmp_path / "mine"
+    (src / "sub").mkdir(parents=True)
+    s = zh_stories
+    lines = [json.dumps({"story_zh": s[0]}, ensure_ascii=False).encode(),
+             b'{"story_zh": "broken',  # malformed JSON
+             json.dumps({"text_zh": s[1]}, ensure_ascii=False).encode(),
+             b'{"story_zh": "\xff\xfe bad utf-8"}',  # not UTF-8
+             json.dumps({"other": 1}).encode(),  # no text field
+             b"",
+             json.dumps({"content": s[2]}, ensure_ascii=False).encode(),
+             json.dumps({"text": s[3], "id": 7}, ensure_ascii=False).encode()]
+    (src / "a.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+    (src / "b.json").write_text(json.dumps([{"story": s[4]}, {"story": s[5]}, 3], ensure_ascii=False), encoding="utf-8")
+    (src / "c.txt").write_text(s[6] + "\n", encoding="utf-8")
+    (src / "sub" / "d.md").write_text("# 标题\n\n" + s[7], encoding="utf-8")
+    (src / "e.txt").write_bytes(b"\xc3\x28 invalid")
+    (src / "f.json").write_text("[{", encoding="utf-8")
+    (src / "ignored.csv").write_text("x,y", encoding="utf-8")
+    r = cli("pretokenize", "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}")
+    assert r.returncode == 0, r.stderr
+    assert "skipped 6 malformed" in r.stdout, r.stdout
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    out = root / "tok512"
+    assert sorted(os.listdir(out)) == ["a.bin", "b.bin", "c.bin", "e.bin", "f.bin", "sub_d.bin"]
+    assert decode_shard(out / "a.bin", sp) == s[:4]
+    assert decode_shard(out / "b.bin", sp) == s[4:6]
+    assert decode_shard(out / "c.bin", sp) == [s[6]]
+    assert decode_shard(out / "sub_d.bin", sp) == ["# 标题\n\n" + s[7]]
+    assert os.path.getsize(out / "e.bin") == 0
+    assert not [n for n in os.listdir(out) if n.endswith(".tmp")]
+
+
+def test_bad_inputs_one_line_errors(tmp_path, sp_model):
+    (tmp_path / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    (tmp_path / "tok600.model").write_bytes(b"garbage")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert_user_error(cli("pretokenize", "--vocab_size=70000", f"--data_root={tmp_path}"), "65535")
+    assert_user_error(cli("train_vocab", "--vocab_size=70000", f"--data_root={tmp_path}"), "65535")
+    assert_user_error(cli("pretokenize", "--vocab_size=4096", f"--data_root={tmp_path}"), "train_vocab")
+    assert_user_error(cli("pretokenize", "--vocab_size=600", f"--data_root={tmp_path}"), "not a sentencepiece")
+    assert_user_error(cli("pretokenize", "--vocab_size=512", f"--data_root={tmp_path}", f"--data_dir={empty}"), "no .jsonl")
+    assert_user_error(cli("train_vocab", "--vocab_size=100", f"--data_root={tmp_path}", f"--data_dir={empty}"))
+    assert_user_error(cli("train_vocab", "--vocab_size=5000", f"--data_root={tmp_path}"), "download")
+    assert_user_error(cli("bogus_stage"))
+    assert_user_error(cli("train_vocab", "--vocab_size=abc"))
+
+
+# -----------------------------------------------------------------------------
+# BatchStream / Task
+
+@pytest.fixture(scope="module")
+def bin_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bins")
+    (root / "tok64").mkdir()
+    rng = np.random.default_rng(0)
+    for i, n in enumerate([500, 900, 700, 40, 20]):  # the last one is shorter than a window
+        rng.integers(0, 64, n).astype(np.uint16).tofile(root / "tok64" / f"s{i}.bin")
+    return str(root)
+
+
+def stream(root, split="train", seed=1337, rank=0, T=32):
+    return BatchStream(split, batch_size=4, max_seq_len=T, vocab_size=64, vocab_source="custom",
+                       data_root=root, seed=seed, rank=rank)
+
+
+def test_batchstream_resume_is_exact(bin_root, tmp_path):
+    a = stream(bin_root)
+    for _ in range(7):
+        a.next_batch("cpu")
+    torch.save({"data": a.state_dict()}, tmp_path / "s.pt")
+    expect = [a.next_batch("cpu") for _ in range(30)]  # crosses shard and epoch boundaries
+    b = stream(bin_root)
+    b.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True)["data"])
+    for x, y in expect:
+        bx, by = b.next_batch("cpu")
+        assert torch.equal(x, bx) and torch.equal(y, by)
+    assert b.state_dict() == a.state_dict() and a.epoch >= 1
+
+
+def test_batchstream_windows_seeds_and_ranks(bin_root):
+    a = stream(bin_root)
+    x, y = a.next_batch("cpu")
+    assert x.shape == y.shape == (4, 32) and x.dtype == torch.int64
+    assert torch.equal(x[:, 1:], y[:, :-1])
+    data = {n: np.fromfile(os.path.join(bin_root, "tok64", n), dtype=np.uint16) for n in ["s1.bin", "s2.bin", "s3.bin"]}
+    # one epoch visits every non-overlapping window of the train shards exactly once
+    seen = []
+    b = stream(bin_root)
+    n_windows = sum((len(d) - 1) // 32 for d in data.values())
+    for _ in range(n_windows // 4):
+        bx, by = b.next_batch("cpu")
+        seen += [tuple(r) for r in torch.cat([bx, by[:, -1:]], 1).tolist()]
+    want = [tuple(d[i * 32:i * 32 + 33].tolist()) for d in data.values() for i in range((len(d) - 1) // 32)]
+    assert set(seen) <= set(want) and len(set(seen)) == len(seen) > len(want) - 4
+    assert not torch.equal(stream(bin_root, rank=1).next_batch("cpu")[0], x)
+    assert not torch.equal(stream(bin_root, seed=1).next_batch("cpu")[0], x)
+    assert torch.equal(stream(bin_root).next_batch("cpu")[0], x)
+    v = stream(bin_root, split="val").next_batch("cpu")[0]
+    s0 = np.fromfile(os.path.join(bin_root, "tok64", "s0.bin"), dtype=np.uint16)
+    assert all(any(np.array_equal(s0[i * 32:i * 32 + 32], r) for i in range(15)) for r in v.numpy())
+
+
+def test_batchstream_errors_and_task(bin_root, tmp_path):
+    with pytest.raises(FileNotFoundError, match="pretokenize"):
+        stream(str(tmp_path))
+    with pytest.raises(ValueError, match="vocab_source"):
+        BatchStream("train", 4, 32, 64, "bogus", data_root=bin_root)
+    with pytest.raises(ValueError, match="vocab_size"):
+        (tmp_path / "tok8").mkdir()
+        for i in range(2):
+            np.full(100, 9, dtype=np.uint16).tofile(tmp_path / "tok8" / f"s{i}.bin")
+        BatchStream("train", 2, 8, 8, "custom", data_root=str(tmp_path)).next_batch("cpu")
+    it = Task.iter_batches(batch_size=2, device="cpu", split="val", max_seq_len=16, vocab_size=64,
+                           vocab_source="custom", data_root=bin_root)
+    x, y = next(it)
+    assert x.shape == (2, 16)
