@@ -80,7 +80,7 @@ DEMO_TRAIN = --vocab_source=custom --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO
 	--out_dir=$(DEMO_OUT) --device=cpu --compile=False --dtype=float32 \
 	--dim=128 --n_layers=4 --n_heads=4 --n_kv_heads=4 --max_seq_len=256 \
 	--batch_size=16 --gradient_accumulation_steps=2 --learning_rate=3e-3 --warmup_iters=30 \
-	--max_iters=600 --eval_interval=100 --eval_iters=8 --log_interval=20 --always_save_checkpoint=True
+	--max_iters=450 --eval_interval=150 --eval_iters=8 --log_interval=20 --always_save_checkpoint=True
 
 $(DEMO_DATA)/.sample: | venv
 	@echo "== [1/6] offline sample corpus"
