@@ -66,6 +66,13 @@ def model_header(model):
     return [p.dim, hidden_dim, p.n_layers, p.n_heads, n_kv_heads, p.vocab_size, p.max_seq_len]
 
 
+# the per-layer matrices, in the order every version writes them
+MATMUL_WEIGHTS = ["attention.wq", "attention.wk", "attention.wv", "attention.wo",
+                  "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]
+# version 0 interleaves the norms with them
+V0_LAYER_WEIGHTS = ["attention_norm", *MATMUL_WEIGHTS[:4], "ffn_norm", *MATMUL_WEIGHTS[4:]]
+
+
 def _per_layer(model, name):
     """One kind of weight for all layers, e.g. 'attention.wq' -> [layer0.wq.weight, ...]."""
     out = []
@@ -88,8 +95,7 @@ def legacy_export(model, filepath):
     with open(filepath, "wb") as f:
         f.write(struct.pack("<7i", *header))
         serialize_fp32(f, model.tok_embeddings.weight)
-        for name in ["attention_norm", "attention.wq", "attention.wk", "attention.wv", "attention.wo",
-                     "ffn_norm", "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]:
+        for name in V0_LAYER_WEIGHTS:
             for w in _per_layer(model, name):
                 serialize_fp32(f, w)
         serialize_fp32(f, model.norm.weight)
@@ -112,15 +118,24 @@ def _v1v2_header(f, model, version, extra=b""):
     f.write(b"\0" * pad)
 
 
-def version1_export(model, filepath):
-    """Version 1: 256-byte header, then all norms first, then the matmul weights, all fp32."""
-    weights = [*_per_layer(model, "attention_norm"), *_per_layer(model, "ffn_norm"),
-               model.norm.weight, model.tok_embeddings.weight]
-    for name in ["attention.wq", "attention.wk", "attention.wv", "attention.wo",
-                 "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]:
+def _norm_weights(model):
+    """The RMSNorm weights in v1/v2 order: all attention norms, all ffn norms, the final norm."""
+    return [*_per_layer(model, "attention_norm"), *_per_layer(model, "ffn_norm"), model.norm.weight]
+
+
+def _matmul_weights(model):
+    """The matrices in v1/v2 order: embedding, wq..w3 for all layers, the classifier if unshared."""
+    weights = [model.tok_embeddings.weight]
+    for name in MATMUL_WEIGHTS:
         weights.extend(_per_layer(model, name))
     if not shares_classifier(model):
         weights.append(model.output.weight)
+    return weights
+
+
+def version1_export(model, filepath):
+    """Version 1: 256-byte header, then all norms first, then the matmul weights, all fp32."""
+    weights = _norm_weights(model) + _matmul_weights(model)
     with open(filepath, "wb") as f:
         _v1v2_header(f, model, 1)
         for w in weights:
@@ -139,13 +154,8 @@ def version2_export(model, filepath, group_size=None):
     """Version 2: header (+ group_size), fp32 norms, then each matmul weight as int8 + fp32 scales."""
     if group_size is None:
         group_size = q80_group_size(model.params.dim, model_header(model)[1])
-    norms = [*_per_layer(model, "attention_norm"), *_per_layer(model, "ffn_norm"), model.norm.weight]
-    weights = [model.tok_embeddings.weight]
-    for name in ["attention.wq", "attention.wk", "attention.wv", "attention.wo",
-                 "feed_forward.w1", "feed_forward.w2", "feed_forward.w3"]:
-        weights.extend(_per_layer(model, name))
-    if not shares_classifier(model):
-        weights.append(model.output.weight)
+    norms = _norm_weights(model)
+    weights = _matmul_weights(model)
     for w in weights:
         if w.numel() % group_size != 0:
             raise ValueError(f"a weight with {w.numel()} values does not split into groups of {group_size}")
@@ -305,7 +315,6 @@ def load_model_bin(path):
     h = read_bin_header(path)
     dim, L, hidden_dim = h["dim"], h["n_layers"], h["hidden_dim"]
     head_size = dim // h["n_heads"]
-    kv_dim = h["n_kv_heads"] * head_size
     V = h["vocab_size"]
     args = ModelArgs(dim=dim, n_layers=L, n_heads=h["n_heads"], n_kv_heads=h["n_kv_heads"],
                      vocab_size=V, hidden_dim=hidden_dim, multiple_of=32, max_seq_len=h["seq_len"])
@@ -330,41 +339,26 @@ def load_model_bin(path):
         pos += 4 * (n // gs)
         return torch.from_numpy((q.reshape(-1, gs) * s[:, None]).reshape(-1))
 
-    shapes = {"attention.wq": (dim, dim), "attention.wk": (kv_dim, dim), "attention.wv": (kv_dim, dim),
-              "attention.wo": (dim, dim), "feed_forward.w1": (hidden_dim, dim),
-              "feed_forward.w2": (dim, hidden_dim), "feed_forward.w3": (hidden_dim, dim)}
-    matmuls = list(shapes)
-
-    def put(param, t):
-        param.copy_(t.view(param.shape))
-
-    def put_layers(name, take):
-        r, c = shapes[name] if name in shapes else (dim, 1)
-        for w in _per_layer(model, name):
-            put(w, take(r * c))
+    def put(param, take):
+        param.copy_(take(param.numel()).view(param.shape))
 
     with torch.no_grad():
         if h["version"] == 0:
-            put(model.tok_embeddings.weight, take_f32(V * dim))
-            put_layers("attention_norm", take_f32)
-            for name in matmuls[:4]:
-                put_layers(name, take_f32)
-            put_layers("ffn_norm", take_f32)
-            for name in matmuls[4:]:
-                put_layers(name, take_f32)
-            put(model.norm.weight, take_f32(dim))
+            put(model.tok_embeddings.weight, take_f32)
+            for name in V0_LAYER_WEIGHTS:
+                for w in _per_layer(model, name):
+                    put(w, take_f32)
+            put(model.norm.weight, take_f32)
             pos += 4 * h["seq_len"] * head_size  # skip the RoPE cos/sin tables
-            take = take_f32
+            if not h["shared"]:
+                put(model.output.weight, take_f32)
         else:
-            put_layers("attention_norm", take_f32)
-            put_layers("ffn_norm", take_f32)
-            put(model.norm.weight, take_f32(dim))
+            # the same order version1_export / version2_export write
+            for w in _norm_weights(model):
+                put(w, take_f32)
             take = take_f32 if h["version"] == 1 else take_q80
-            put(model.tok_embeddings.weight, take(V * dim))
-            for name in matmuls:
-                put_layers(name, take)
-        if not h["shared"]:
-            put(model.output.weight, take(V * dim))
+            for w in _matmul_weights(model):
+                put(w, take)
     assert pos == h["expected_size"], (pos, h["expected_size"])
     del data
     model.eval()

@@ -654,6 +654,25 @@ static void rmsnorm(float *o, const float *x, const float *weight, int size) {
     for (int j = 0; j < size; j++) o[j] = weight[j] * (ss * x[j]);
 }
 
+// rmsnorm of each of the T rows of a block of activations
+static void rmsnorm_rows(float *o, const float *x, const float *weight, int T, int dim) {
+    for (int t = 0; t < T; t++) rmsnorm(o + (size_t)t * dim, x + (size_t)t * dim, weight, dim);
+}
+
+// x[t] = embedding row of tokens[t], for a block of T tokens
+static void embed_tokens(float *x, const float *table, const int *tokens, int T, int dim, int vocab_size) {
+    for (int t = 0; t < T; t++) {
+        int token = tokens[t];
+        if (token < 0 || token >= vocab_size) die("token id %d out of range", token);
+        memcpy(x + (size_t)t * dim, table + (size_t)token * dim, dim * sizeof(float));
+    }
+}
+
+// the residual connection: x += d
+static void residual(float *x, const float *d, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] += d[i];
+}
+
 // hb = silu(hb) * hb2, the SwiGLU of the ffn
 static void swiglu(float *hb, const float *hb2, size_t n) {
     for (size_t i = 0; i < n; i++) {

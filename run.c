@@ -183,15 +183,11 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
     int dim = p->dim, hidden_dim = p->hidden_dim;
     int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
 
-    for (int t = 0; t < T; t++) {
-        int token = tokens[t];
-        if (token < 0 || token >= p->vocab_size) die("token id %d out of range", token);
-        memcpy(s->x + (size_t)t * dim, w->token_embedding_table + (size_t)token * dim, dim * sizeof(float));
-    }
+    embed_tokens(s->x, w->token_embedding_table, tokens, T, dim, p->vocab_size);
 
     for (int l = 0; l < p->n_layers; l++) {
         size_t loff = (size_t)l * p->seq_len * kv_dim; // kv cache layer offset
-        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_att_weight + (size_t)l * dim, dim);
+        rmsnorm_rows(s->xb, s->x, w->rms_att_weight + (size_t)l * dim, T, dim);
 
         // qkv matmuls; k and v go straight into the cache rows pos..pos+T-1
         float *k = s->key_cache + loff + (size_t)pos * kv_dim;
@@ -205,15 +201,15 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
 
         // output projection and residual
         matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, T, dim, dim);
-        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb2[i];
+        residual(s->x, s->xb2, (size_t)T * dim);
 
         // ffn: w2(silu(w1(x)) * w3(x))
-        for (int t = 0; t < T; t++) rmsnorm(s->xb + (size_t)t * dim, s->x + (size_t)t * dim, w->rms_ffn_weight + (size_t)l * dim, dim);
+        rmsnorm_rows(s->xb, s->x, w->rms_ffn_weight + (size_t)l * dim, T, dim);
         matmul(s->hb, s->xb, w->w1 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
         matmul(s->hb2, s->xb, w->w3 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
         swiglu(s->hb, s->hb2, (size_t)T * hidden_dim);
         matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden_dim, T, hidden_dim, dim);
-        for (size_t i = 0; i < (size_t)T * dim; i++) s->x[i] += s->xb[i];
+        residual(s->x, s->xb, (size_t)T * dim);
     }
 
     // only the last token's logits are needed
