@@ -8,7 +8,6 @@
 */
 #include "llama2.h"
 
-#define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
 
 // ----------------------------------------------------------------------------
 // Transformer weights and state
@@ -28,48 +27,12 @@ typedef struct {
     const float *wcls;                  // (vocab_size, dim), the embedding if shared
 } TransformerWeights;
 
-typedef struct {
-    // activations for a block of B tokens, one row per token
-    float *x;      // (B, dim) current activations
-    float *xb;     // (B, dim) inside a residual branch
-    float *xb2;    // (B, dim)
-    float *hb;     // (B, hidden_dim) inside the ffn
-    float *hb2;    // (B, hidden_dim)
-    float *q;      // (B, dim) queries
-    float *att;    // (B, n_heads, seq_len) attention scores
-    float *logits; // (vocab_size,) output logits of the last token
-    float *key_cache;   // (layer, seq_len, kv_dim)
-    float *value_cache; // (layer, seq_len, kv_dim)
-    float *rope_cos;    // (seq_len, head_size/2), computed once instead of every step
-    float *rope_sin;
-} RunState;
-
 struct Transformer {
     Config config;
     TransformerWeights weights;
     RunState state;
     MappedFile file;
 };
-
-static void build_state(RunState *s, const Config *p) {
-    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
-    s->x = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->q = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
-    s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
-    s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    build_rope(p, &s->rope_cos, &s->rope_sin);
-}
-
-static void free_state(RunState *s) {
-    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->att);
-    free(s->logits); free(s->key_cache); free(s->value_cache); free(s->rope_cos); free(s->rope_sin);
-}
 
 static void memory_map_weights(TransformerWeights *w, const Config *p, const float *ptr, int version, int shared) {
     size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim;

@@ -9,7 +9,6 @@
 */
 #include "llama2.h"
 
-#define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
 
 // ----------------------------------------------------------------------------
 // Transformer weights and state
@@ -37,55 +36,15 @@ typedef struct {
     int n_copied;
 } TransformerWeights;
 
-typedef struct {
-    // activations for a block of B tokens, one row per token
-    float *x;          // (B, dim) current activations
-    float *xb;         // (B, dim) inside a residual branch
-    float *xb2;        // (B, dim)
-    float *hb;         // (B, hidden_dim) inside the ffn
-    float *hb2;        // (B, hidden_dim)
-    int8_t *xq;        // (B, max(dim, hidden_dim)) quantized activations
-    float *xs;         // (B, max(dim, hidden_dim) / group_size) their scales
-    float *q;          // (B, dim) queries
-    float *att;        // (B, n_heads, seq_len) attention scores
-    float *logits;     // (vocab_size,) output logits of the last token
-    float *key_cache;  // (layer, seq_len, kv_dim)
-    float *value_cache;// (layer, seq_len, kv_dim)
-    float *rope_cos;   // (seq_len, head_size/2), computed once instead of every step
-    float *rope_sin;
-} RunState;
-
 struct Transformer {
     Config config;
     int group_size;
     TransformerWeights weights;
     RunState state;
+    int8_t *xq;        // (B, max(dim, hidden_dim)) activations quantized for the int8 matmuls
+    float *xs;         // (B, max(dim, hidden_dim) / group_size) their scales
     MappedFile file;
 };
-
-static void build_state(RunState *s, const Config *p, int gs) {
-    size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
-    size_t wide = p->dim > p->hidden_dim ? p->dim : p->hidden_dim;
-    s->x = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->xq = xcalloc(B * wide, sizeof(int8_t), "activations");
-    s->xs = xcalloc(B * wide / gs, sizeof(float), "activations");
-    s->q = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
-    s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
-    s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    build_rope(p, &s->rope_cos, &s->rope_sin);
-}
-
-static void free_state(RunState *s) {
-    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->xq); free(s->xs);
-    free(s->q); free(s->att); free(s->logits); free(s->key_cache); free(s->value_cache);
-    free(s->rope_cos); free(s->rope_sin);
-}
 
 // Points n tensors of numel values each at the file, advancing *ptr past values and scales.
 static QuantizedTensor *init_quantized_tensors(TransformerWeights *w, QuantizedTensor *out, const unsigned char **ptr,
@@ -146,7 +105,10 @@ static Transformer *build_transformer(const char *checkpoint_path) {
     t->config = h.config;
     t->group_size = h.group_size;
     memory_map_weights(&t->weights, &t->config, t->file.data + h.header_bytes, h.shared_classifier, h.group_size);
-    build_state(&t->state, &t->config, h.group_size);
+    build_state(&t->state, &t->config);
+    size_t wide = h.config.dim > h.config.hidden_dim ? h.config.dim : h.config.hidden_dim;
+    t->xq = xcalloc(PREFILL_BLOCK * wide, sizeof(int8_t), "activations");
+    t->xs = xcalloc(PREFILL_BLOCK * wide / h.group_size, sizeof(float), "activations");
     return t;
 }
 
@@ -156,6 +118,7 @@ static void free_transformer(Transformer *t) {
     free(w->copied_scales); free(w->all); free(w->token_embedding_table);
     unmap_file(&t->file);
     free_state(&t->state);
+    free(t->xq); free(t->xs);
     free(t);
 }
 
@@ -279,6 +242,8 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
     int dim = p->dim, hidden_dim = p->hidden_dim, gs = transformer->group_size;
+    int8_t *xq = transformer->xq;
+    float *xs = transformer->xs;
     int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
 
     embed_tokens(s->x, w->token_embedding_table, tokens, T, dim, p->vocab_size);
@@ -290,35 +255,35 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         // qkv matmuls; k and v go straight into the cache rows pos..pos+T-1
         float *k = s->key_cache + loff + (size_t)pos * kv_dim;
         float *v = s->value_cache + loff + (size_t)pos * kv_dim;
-        quantize(s->xq, s->xs, s->xb, T, dim, gs);
-        matmul(s->q, s->xq, s->xs, w->wq + l, T, dim, dim, gs);
-        matmul(k, s->xq, s->xs, w->wk + l, T, dim, kv_dim, gs);
-        matmul(v, s->xq, s->xs, w->wv + l, T, dim, kv_dim, gs);
+        quantize(xq, xs, s->xb, T, dim, gs);
+        matmul(s->q, xq, xs, w->wq + l, T, dim, dim, gs);
+        matmul(k, xq, xs, w->wk + l, T, dim, kv_dim, gs);
+        matmul(v, xq, xs, w->wv + l, T, dim, kv_dim, gs);
 
         // RoPE and multihead causal attention (llama2.h)
         attention(s->xb, s->q, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
-        quantize(s->xq, s->xs, s->xb, T, dim, gs);
-        matmul(s->xb2, s->xq, s->xs, w->wo + l, T, dim, dim, gs);
+        quantize(xq, xs, s->xb, T, dim, gs);
+        matmul(s->xb2, xq, xs, w->wo + l, T, dim, dim, gs);
         residual(s->x, s->xb2, (size_t)T * dim);
 
         // ffn: w2(silu(w1(x)) * w3(x))
         rmsnorm_rows(s->xb, s->x, w->rms_ffn_weight + (size_t)l * dim, T, dim);
-        quantize(s->xq, s->xs, s->xb, T, dim, gs);
-        matmul(s->hb, s->xq, s->xs, w->w1 + l, T, dim, hidden_dim, gs);
-        matmul(s->hb2, s->xq, s->xs, w->w3 + l, T, dim, hidden_dim, gs);
+        quantize(xq, xs, s->xb, T, dim, gs);
+        matmul(s->hb, xq, xs, w->w1 + l, T, dim, hidden_dim, gs);
+        matmul(s->hb2, xq, xs, w->w3 + l, T, dim, hidden_dim, gs);
         swiglu(s->hb, s->hb2, (size_t)T * hidden_dim);
-        quantize(s->xq, s->xs, s->hb, T, hidden_dim, gs);
-        matmul(s->xb, s->xq, s->xs, w->w2 + l, T, hidden_dim, dim, gs);
+        quantize(xq, xs, s->hb, T, hidden_dim, gs);
+        matmul(s->xb, xq, xs, w->w2 + l, T, hidden_dim, dim, gs);
         residual(s->x, s->xb, (size_t)T * dim);
     }
 
     // only the last token's logits are needed
     float *x = s->x + (size_t)(T - 1) * dim;
     rmsnorm(x, x, w->rms_final_weight, dim);
-    quantize(s->xq, s->xs, x, 1, dim, gs);
-    matmul(s->logits, s->xq, s->xs, w->wcls, 1, dim, p->vocab_size, gs);
+    quantize(xq, xs, x, 1, dim, gs);
+    matmul(s->logits, xq, xs, w->wcls, 1, dim, p->vocab_size, gs);
     return s->logits;
 }
 

@@ -954,10 +954,14 @@ class BatchStream:
         self.batch_size, self.max_seq_len, self.vocab_size = batch_size, max_seq_len, vocab_size
         self.seed, self.rank = seed, rank
         self.epoch = self.shard_pos = self.chunk_pos = 0
-        self._perm_key = None
+        self._perm_key = self._order_key = None
 
     def _shard_order(self):
-        return np.random.default_rng([self.seed, self.rank, self.epoch]).permutation(len(self.shards))
+        # cached per epoch: next_batch asks once per row
+        if self._order_key != self.epoch:
+            self._order = np.random.default_rng([self.seed, self.rank, self.epoch]).permutation(len(self.shards))
+            self._order_key = self.epoch
+        return self._order
 
     def _windows(self, shard):
         key = (self.epoch, shard)
@@ -1001,6 +1005,7 @@ class BatchStream:
 
     def load_state_dict(self, d):
         self.seed, self.rank, self.epoch = int(d["seed"]), int(d["rank"]), int(d["epoch"])
+        self._perm_key = self._order_key = None  # the cached orders depend on seed and rank too
         self.shard_pos, self.chunk_pos = int(d["shard_pos"]), int(d["chunk_pos"])
         if d.get("shards") != [os.path.basename(p) for p in self.shards]:
             print("warning: the shards changed since the checkpoint; the data stream restarts its epoch",

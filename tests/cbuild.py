@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from export import model_export  # noqa: E402
-from model import ModelArgs, Transformer  # noqa: E402
+from model import ModelArgs, Transformer, untie_classifier  # noqa: E402
 
 BOS, EOS = 1, 2
 
@@ -55,7 +55,7 @@ def random_model(vocab_size, seed, dim=64, n_layers=2, n_heads=4, n_kv_heads=Non
                      vocab_size=vocab_size, hidden_dim=hidden_dim, multiple_of=32, max_seq_len=max_seq_len)
     model = Transformer(args)
     if not shared:
-        model.output.weight = torch.nn.Parameter(model.tok_embeddings.weight.detach().clone())
+        untie_classifier(model)
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 2:
