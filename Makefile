@@ -47,6 +47,13 @@ win64: $(C_SOURCES)
 	x86_64-w64-mingw32-gcc -Ofast -D__USE_MINGW_ANSI_STDIO=1 -o run.exe run.c -lm
 	x86_64-w64-mingw32-gcc -Ofast -D__USE_MINGW_ANSI_STDIO=1 -o runq.exe runq.c -lm
 
+# bpe.c: the exact, fast BPE encoder that `tinystories.py pretokenize` loads through ctypes;
+# without libbpe.so pretokenize falls back to sentencepiece (same tokens, ~3x slower)
+.PHONY: bpe
+bpe: libbpe.so
+libbpe.so: bpe.c
+	$(CC) -O3 $(NATIVE) -Wall -shared -fPIC -o libbpe.so bpe.c
+
 # only the C runners' tests (parity with PyTorch, tokenizer, fuzzing)
 testc: venv run
 	$(PY) -m pytest -q tests/test_run_c.py tests/test_fuzz_c.py
@@ -65,7 +72,7 @@ $(VENV)/.stamp: requirements.txt
 venv: $(VENV)/.stamp
 
 # the whole suite, Python and C, offline
-test: venv run
+test: venv run bpe
 	$(PY) -m pytest -q tests
 
 # The main job on the bundled offline data, through the user-facing commands. Each stage
@@ -94,7 +101,7 @@ $(DEMO_TOK).model: $(DEMO_DATA)/.sample
 $(DEMO_TOK).bin: $(DEMO_TOK).model
 	$(PY) tokenizer.py --tokenizer-model=$<
 
-$(DEMO_TOK)/.done: $(DEMO_TOK).model
+$(DEMO_TOK)/.done: $(DEMO_TOK).model | bpe
 	@echo "== [3/6] pretokenize"
 	$(PY) tinystories.py pretokenize --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
 	touch $@
@@ -110,7 +117,7 @@ $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin &: $(DEMO_OUT)/.tr
 	$(PY) export.py $(DEMO_OUT)/stories_demo.bin --version 0 --checkpoint $(DEMO_OUT)/ckpt.pt
 	$(PY) export.py $(DEMO_OUT)/stories_demo_q80.bin --version 2 --checkpoint $(DEMO_OUT)/ckpt.pt
 
-demo: venv run $(DEMO_TOK).bin $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin
+demo: venv run bpe $(DEMO_TOK).bin $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin
 	@echo "== [6/6] stories"
 	@echo "--- ./run (fp32), prompt: $(DEMO_PROMPT)"
 	./run $(DEMO_OUT)/stories_demo.bin -z $(DEMO_TOK).bin -t 0.8 -s 42 -n 256 -i '$(DEMO_PROMPT)'
@@ -130,5 +137,5 @@ demo_publish: demo
 
 .PHONY: clean
 clean:
-	rm -f run runq run.exe runq.exe
+	rm -f run runq run.exe runq.exe libbpe.so
 	rm -rf $(DEMO_OUT)

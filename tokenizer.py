@@ -6,13 +6,19 @@ The sentencepiece tokenizer, and its export to the flat .bin that run.c reads wi
 .bin layout (see FORMATS.md): uint32 max_token_length, then per token id: float32 score,
 int32 byte length n, n raw bytes. "▁" becomes a space, BOS is written as "\\n<s>\\n" and EOS as
 "\\n</s>\\n"; byte-fallback pieces stay literally "<0xAB>" (run.c turns them into the raw byte).
+
+fast_encoder(model_path) returns a FastEncoder over bpe.c's libbpe.so (`make bpe`) that encodes
+whole batches of documents exactly as sentencepiece does, several times faster, or None with the
+reason when the library is not built or the model uses a feature it does not implement.
 """
 
 import argparse
+import ctypes
 import os
 import struct
 import sys
 
+import numpy as np
 from sentencepiece import SentencePieceProcessor
 
 TOKENIZER_MODEL = os.path.join("data", "tok5000.model")  # the Chinese 5000-piece vocabulary
@@ -68,6 +74,190 @@ class Tokenizer:
                 f.write(b)
         os.replace(tmp, out_path)
         return out_path
+
+
+# -----------------------------------------------------------------------------
+# the fast batch encoder (bpe.c)
+
+LIBBPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libbpe.so")
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # sentencepiece piece types
+
+
+def _proto_fields(buf):
+    """(field number, value) of one protobuf message: ints for varints, bytes for strings and
+    messages, 4 raw bytes for fixed32. Enough to read a sentencepiece .model without protobuf."""
+    i, n = 0, len(buf)
+
+    def varint():
+        nonlocal i
+        v = shift = 0
+        while True:
+            if i >= n:
+                raise ValueError("truncated protobuf")
+            b = buf[i]
+            i += 1
+            v |= (b & 0x7F) << shift
+            shift += 7
+            if b < 0x80:
+                return v
+    while i < n:
+        key = varint()
+        field, wire = key >> 3, key & 7
+        if wire == 0:
+            yield field, varint()
+        elif wire == 2:
+            size = varint()
+            if i + size > n:
+                raise ValueError("truncated protobuf")
+            yield field, buf[i:i + size]
+            i += size
+        elif wire == 5:
+            yield field, buf[i:i + 4]
+            i += 4
+        elif wire == 1:
+            yield field, buf[i:i + 8]
+            i += 8
+        else:
+            raise ValueError(f"unsupported protobuf wire type {wire}")
+
+
+def read_model_spec(model_path):
+    """The parts of a sentencepiece ModelProto that decide how text is encoded: pieces (string,
+    score, type), model_type and treat_whitespace_as_suffix (TrainerSpec), and the normalizer."""
+    with open(model_path, "rb") as f:
+        buf = f.read()
+    pieces = []
+    spec = dict(model_type=1, treat_whitespace_as_suffix=0, normalizer_name="", charsmap=b"",
+                add_dummy_prefix=1, remove_extra_whitespaces=1, escape_whitespaces=1)  # proto defaults
+    for field, value in _proto_fields(buf):
+        if field == 1:  # SentencePiece {piece = 1, score = 2, type = 3}
+            p = dict(piece="", score=0.0, type=NORMAL)
+            for f, v in _proto_fields(value):
+                if f == 1:
+                    p["piece"] = v.decode("utf-8")
+                elif f == 2:
+                    p["score"] = struct.unpack("<f", v)[0]
+                elif f == 3:
+                    p["type"] = v
+            pieces.append(p)
+        elif field == 2:  # TrainerSpec
+            for f, v in _proto_fields(value):
+                if f == 3:
+                    spec["model_type"] = v
+                elif f == 24:
+                    spec["treat_whitespace_as_suffix"] = v
+        elif field == 3:  # NormalizerSpec
+            names = {1: "normalizer_name", 2: "charsmap", 3: "add_dummy_prefix", 4: "remove_extra_whitespaces",
+                     5: "escape_whitespaces"}
+            for f, v in _proto_fields(value):
+                if f in names:
+                    spec[names[f]] = v.decode("utf-8") if f == 1 else v
+    spec["pieces"] = pieces
+    return spec
+
+
+class FastEncoder:
+    """Batches of documents -> one uint16 array of [BOS] + ids + [EOS] per document, in C."""
+
+    def __init__(self, lib, handle, sp):
+        self.lib, self.handle, self.sp = lib, handle, sp
+
+    def __del__(self):
+        if getattr(self, "handle", None):
+            self.lib.bpe_free(self.handle)
+            self.handle = None
+
+    def encode_docs(self, texts, bos=True, eos=True):
+        """[BOS] + encode(text) + [EOS] for every text, concatenated. Every text must be valid UTF-8
+        (no lone surrogates). Releases the GIL while encoding, so threads run in parallel."""
+        if not texts:
+            return np.empty(0, dtype=np.uint16)
+        blobs = [t.encode("utf-8") for t in texts]
+        data = b"".join(blobs)
+        offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+        np.cumsum(np.fromiter(map(len, blobs), dtype=np.int64, count=len(blobs)), out=offsets[1:])
+        cap = len(data) + 2 * data.count(b" ") + 5 * len(blobs)  # ids <= normalized bytes, + BOS/EOS
+        out = np.empty(cap, dtype=np.uint16)
+        n = self.lib.bpe_encode(self.handle, data, offsets.ctypes.data, len(blobs),
+                                self.sp.bos_id() if bos else -1, self.sp.eos_id() if eos else -1,
+                                out.ctypes.data, cap)
+        if n < 0:
+            raise MemoryError("bpe.c ran out of memory" if n == -1 else "bpe.c output buffer too small")
+        return out[:n].copy()
+
+
+def _load_lib():
+    lib = ctypes.CDLL(LIBBPE)
+    P, i32 = ctypes.c_void_p, ctypes.c_int
+    lib.bpe_new.restype = P
+    lib.bpe_new.argtypes = [i32, P, P, i32, P, P, P, P, i32, P, P, P, i32, i32]
+    lib.bpe_free.argtypes = [P]
+    lib.bpe_encode.restype = ctypes.c_long
+    lib.bpe_encode.argtypes = [P, ctypes.c_char_p, P, i32, i32, i32, P, ctypes.c_long]
+    return lib
+
+
+def fast_encoder(model_path):
+    """(FastEncoder, None) when bpe.c can encode with this model exactly as sentencepiece does,
+    else (None, the reason)."""
+    if not os.path.isfile(LIBBPE):
+        return None, "libbpe.so is not built (make bpe)"
+    try:
+        lib = _load_lib()
+    except OSError as e:
+        return None, f"cannot load {LIBBPE}: {e}"
+    try:
+        spec = read_model_spec(model_path)
+    except (OSError, ValueError, UnicodeDecodeError) as e:
+        return None, f"cannot read {model_path}: {e}"
+    sp = SentencePieceProcessor(model_file=model_path)
+    pieces = spec["pieces"]
+    if spec["model_type"] != 2:
+        return None, "not a BPE model"
+    if spec["charsmap"] or spec["normalizer_name"] not in ("identity", ""):
+        return None, f"normalization rule {spec['normalizer_name']!r} (only identity is implemented)"
+    if spec["treat_whitespace_as_suffix"] or not spec["escape_whitespaces"]:
+        return None, "unusual whitespace settings"
+    if sp.bos_id() < 0 or sp.eos_id() < 0:
+        return None, "no BOS/EOS pieces"
+    if len(pieces) != sp.vocab_size() or len(pieces) > 65536:
+        return None, "pieces do not match sentencepiece's"
+    types = [p["type"] for p in pieces]
+    if USER_DEFINED in types or UNUSED in types:
+        return None, "user-defined or unused pieces"
+    for i, p in enumerate(pieces):  # the hand-read proto must agree with sentencepiece itself
+        if (p["piece"] != sp.id_to_piece(i) or (p["type"] == BYTE) != sp.is_byte(i)
+                or (p["type"] == CONTROL) != sp.is_control(i) or (p["type"] == UNKNOWN) != sp.is_unknown(i)):
+            return None, "pieces do not match sentencepiece's"
+    byte_ids = [-1] * 256
+    for i, p in enumerate(pieces):
+        if p["type"] == BYTE and len(p["piece"]) == 6 and p["piece"].startswith("<0x"):
+            byte_ids[int(p["piece"][3:5], 16)] = i
+    if -1 in byte_ids:
+        return None, "no byte fallback pieces"
+    normal = {p["piece"]: i for i, p in enumerate(pieces) if p["type"] == NORMAL}
+    chars = [(ord(s), i) for s, i in normal.items() if len(s) == 1]
+    left, right, merged, scores, joins = [], [], [], [], set()
+    for s, i in normal.items():
+        if len(s) > 1 and any(c not in normal for c in s):
+            return None, f"piece {s!r} holds a character that is no piece"
+        for k in range(1, len(s)):
+            joins.add((normal[s[k - 1]], normal[s[k]]))  # no merge ever joins two characters not in here
+            if s[:k] in normal and s[k:] in normal:
+                left.append(normal[s[:k]]); right.append(normal[s[k:]])
+                merged.append(i); scores.append(pieces[i]["score"])
+    arr = lambda xs, t=np.int32: np.ascontiguousarray(xs, dtype=t)
+    c_chars, c_ids = arr([c for c, _ in chars]), arr([i for _, i in chars])
+    c_left, c_right, c_merged, c_scores = arr(left), arr(right), arr(merged), arr(scores, np.float32)
+    joins = sorted(joins)
+    c_jl, c_jr, c_bytes = arr([a for a, _ in joins]), arr([b for _, b in joins]), arr(byte_ids)
+    handle = lib.bpe_new(len(chars), c_chars.ctypes.data, c_ids.ctypes.data, len(left), c_left.ctypes.data,
+                         c_right.ctypes.data, c_merged.ctypes.data, c_scores.ctypes.data, len(joins),
+                         c_jl.ctypes.data, c_jr.ctypes.data, c_bytes.ctypes.data,
+                         int(bool(spec["add_dummy_prefix"])), int(bool(spec["remove_extra_whitespaces"])))
+    if not handle:
+        return None, "out of memory"
+    return FastEncoder(lib, handle, sp), None
 
 
 if __name__ == "__main__":

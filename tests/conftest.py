@@ -32,6 +32,15 @@ def sp_model(zh_stories, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def libbpe():
+    """bpe.c's libbpe.so at the repo root (`make test` builds it; build it if missing)."""
+    import subprocess
+    if not (ROOT / "libbpe.so").exists():
+        subprocess.run(["make", "-C", str(ROOT), "bpe"], check=True, capture_output=True)
+    return ROOT / "libbpe.so"
+
+
+@pytest.fixture(scope="session")
 def sp_tok_bin(sp_model):
     """Path of sp_model exported to run.c's tokenizer .bin."""
     return Tokenizer(sp_model).export()

@@ -310,7 +310,7 @@ def decode_shard(path, sp):
     return stories
 
 
-def test_train_vocab_pretokenize_round_trip(tmp_path, zh_stories):
+def test_train_vocab_pretokenize_round_trip(tmp_path, zh_stories, libbpe):
     data = tmp_path / "data" / "TinyStories_all_data"
     data.mkdir(parents=True)
     parts = [zh_stories[i * 300:(i + 1) * 300] for i in range(4)]
@@ -329,7 +329,13 @@ def test_train_vocab_pretokenize_round_trip(tmp_path, zh_stories):
         assert decode_shard(root / "tok700" / name, sp) == p
         ids = np.fromfile(root / "tok700" / name, dtype=np.uint16)
         assert ids.tolist() == [t for story in p for t in [1] + sp.encode(story) + [2]]
-    assert "data00.bin is the validation split" in r.stdout
+    assert "data00.bin is the validation split" in r.stdout and "bpe.c" in r.stdout
+    # sentencepiece itself writes the same bytes (one process, then the default pool of processes)
+    fast = {name: (root / "tok700" / name).read_bytes() for name in shards}
+    for extra in (["--encoder=sentencepiece", "--num_workers=1"], ["--encoder=sentencepiece"]):
+        r = cli("pretokenize", "--vocab_size=700", f"--data_root={root}", *extra)
+        assert r.returncode == 0 and "sentencepiece" in r.stdout, r.stderr
+        assert {name: (root / "tok700" / name).read_bytes() for name in shards} == fast
 
 
 def test_pretokenize_mixed_formats_and_broken_input(tmp_path, sp_model, zh_stories):
@@ -343,6 +349,7 @@ def test_pretokenize_mixed_formats_and_broken_input(tmp_path, sp_model, zh_stori
              b'{"story_zh": "broken',  # malformed JSON
              json.dumps({"text_zh": s[1]}, ensure_ascii=False).encode(),
              b'{"story_zh": "\xff\xfe bad utf-8"}',  # not UTF-8
+             b'{"story_zh": "lone \\ud800 surrogate"}',  # valid JSON, but no valid Unicode
              json.dumps({"other": 1}).encode(),  # no text field
              b"",
              json.dumps({"content": s[2]}, ensure_ascii=False).encode(),
@@ -352,14 +359,17 @@ def test_pretokenize_mixed_formats_and_broken_input(tmp_path, sp_model, zh_stori
     (src / "c.txt").write_text(s[6] + "\n", encoding="utf-8")
     (src / "sub" / "d.md").write_text("# 标题\n\n" + s[7], encoding="utf-8")
     (src / "e.txt").write_bytes(b"\xc3\x28 invalid")
+    clean = [json.dumps({"story_zh": s[8]}, ensure_ascii=False), '{"story_zh": "\\uDBFF alone"}', json.dumps({"story_zh": s[9]})]
+    (src / "g.jsonl").write_text("\n".join(clean) + "\n", encoding="utf-8")  # parsed in one piece
     (src / "f.json").write_text("[{", encoding="utf-8")
     (src / "ignored.csv").write_text("x,y", encoding="utf-8")
     r = cli("pretokenize", "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}")
     assert r.returncode == 0, r.stderr
-    assert "skipped 6 malformed" in r.stdout, r.stdout
+    assert "skipped 8 malformed" in r.stdout, r.stdout
     sp = spm.SentencePieceProcessor(model_file=sp_model)
     out = root / "tok512"
-    assert sorted(os.listdir(out)) == ["a.bin", "b.bin", "c.bin", "e.bin", "f.bin", "sub_d.bin"]
+    assert sorted(os.listdir(out)) == ["a.bin", "b.bin", "c.bin", "e.bin", "f.bin", "g.bin", "sub_d.bin"]
+    assert decode_shard(out / "g.bin", sp) == [s[8], s[9]]
     assert decode_shard(out / "a.bin", sp) == s[:4]
     assert decode_shard(out / "b.bin", sp) == s[4:6]
     assert decode_shard(out / "c.bin", sp) == [s[6]]
@@ -381,6 +391,13 @@ def test_bad_inputs_one_line_errors(tmp_path, sp_model):
     assert_user_error(cli("train_vocab", "--vocab_size=100", f"--data_root={tmp_path}", f"--data_dir={empty}"))
     assert_user_error(cli("train_vocab", "--vocab_size=5000", f"--data_root={tmp_path}"), "download")
     assert_user_error(cli("bogus_stage"))
+    assert_user_error(cli("pretokenize", "--vocab_size=512", f"--data_root={tmp_path}", "--encoder=fast"))
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(generate_stories(200)), model_prefix=str(tmp_path / "tok700"),
+                                   model_type="unigram", vocab_size=700, minloglevel=2)
+    data = tmp_path / "TinyStories_all_data"
+    data.mkdir()
+    (data / "a.jsonl").write_text('{"story_zh": "你好"}\n', encoding="utf-8")
+    assert_user_error(cli("pretokenize", "--vocab_size=700", f"--data_root={tmp_path}", "--encoder=bpe"), "not a BPE")
     assert_user_error(cli("train_vocab", "--vocab_size=abc"))
 
 

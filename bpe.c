@@ -1,0 +1,384 @@
+/* bpe.c: sentencepiece-exact BPE encoding of many documents at once, a small shared library that
+   tinystories.py pretokenize calls through ctypes (tokenizer.py's fast_encoder loads it).
+
+   make bpe        # builds libbpe.so; without it pretokenize uses sentencepiece itself (slower)
+
+   Why a second encoder next to the one in llama2.h: run.c encodes one prompt from the .bin, which
+   holds strings and scores only. Pretokenizing encodes the whole corpus, so this one is built for
+   throughput, from the vocabulary's piece types that only the .model has.
+
+   The algorithm is sentencepiece's BPE: one symbol per character, then repeatedly merge the
+   adjacent pair whose merged piece has the highest score (the leftmost on ties); characters that
+   are no piece are spelled with the byte pieces <0xXX>. Before that, the identity normalizer:
+   optionally drop extra spaces, add the dummy "▁" prefix, write ' ' as "▁". Three things make it
+   fast, none changes the result:
+   - merges are looked up by (left id, right id) in an integer hash table, characters in a direct
+     codepoint table: no string is built or hashed while merging;
+   - the text is cut between two characters that sit next to each other in no piece: no merge can
+     ever join them, so the pieces on either side are encoded independently;
+   - those segments are short and repeat ("小狗", "说：", ...), so each distinct one is encoded once
+     per call and then copied from a cache.
+   tokenizer.py hands this library only vocabularies it encodes exactly, and the tests compare it
+   with sentencepiece token for token on the whole sample corpus. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define N_CODEPOINTS 0x110000
+
+typedef struct {
+    uint64_t key; // pair_key(left, right); 0 marks an empty slot
+    int32_t id;   // the merged piece
+    float score;  // its score: the higher, the earlier it merges
+} Pair;
+
+typedef struct {
+    int32_t *char_id;  // codepoint -> id of its one-character piece, or -1
+    Pair *pairs;       // every way to write a piece as two pieces; open addressing
+    uint64_t pair_mask;
+    uint64_t *joins;   // pair_key of two characters adjacent inside some piece; open addressing
+    uint64_t join_mask;
+    int32_t byte_id[256];
+    int add_dummy_prefix, remove_extra_whitespaces;
+} BPE;
+
+// ----------------------------------------------------------------------------
+// the vocabulary, as prepared by tokenizer.py
+
+static uint64_t pair_key(int32_t left, int32_t right) { return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1; }
+
+static uint64_t hash64(uint64_t key) { // murmur3's finalizer: every key bit reaches the low bits
+    key ^= key >> 33;
+    key *= 0xFF51AFD7ED558CCDull;
+    key ^= key >> 33;
+    return key;
+}
+
+static const Pair *find_pair(const BPE *b, int32_t left, int32_t right) {
+    uint64_t key = pair_key(left, right);
+    for (uint64_t i = hash64(key) & b->pair_mask;; i = (i + 1) & b->pair_mask) {
+        if (b->pairs[i].key == key) return &b->pairs[i];
+        if (b->pairs[i].key == 0) return NULL;
+    }
+}
+
+static int joinable(const BPE *b, int32_t left, int32_t right) {
+    if (left < 0 || right < 0) return 0;
+    uint64_t key = pair_key(left, right);
+    for (uint64_t i = hash64(key) & b->join_mask;; i = (i + 1) & b->join_mask) {
+        if (b->joins[i] == key) return 1;
+        if (b->joins[i] == 0) return 0;
+    }
+}
+
+static uint64_t table_size(int n) { // a power of two, at most half full
+    uint64_t slots = 16;
+    while (slots < 2 * (uint64_t)n) slots <<= 1;
+    return slots;
+}
+
+void bpe_free(BPE *b) {
+    if (!b) return;
+    free(b->char_id); free(b->pairs); free(b->joins);
+    free(b);
+}
+
+/* chars/char_ids: the one-character pieces; left/right/merged/scores: every way of writing a
+   piece as two pieces; join_left/join_right: the ids of two characters adjacent inside a piece;
+   byte_ids: the ids of <0x00>..<0xFF>. Returns NULL when out of memory. */
+BPE *bpe_new(int n_chars, const int32_t *chars, const int32_t *char_ids,
+             int n_pairs, const int32_t *left, const int32_t *right, const int32_t *merged, const float *scores,
+             int n_joins, const int32_t *join_left, const int32_t *join_right,
+             const int32_t *byte_ids, int add_dummy_prefix, int remove_extra_whitespaces) {
+    BPE *b = calloc(1, sizeof(BPE));
+    if (!b) return NULL;
+    uint64_t pslots = table_size(n_pairs), jslots = table_size(n_joins);
+    b->pair_mask = pslots - 1;
+    b->join_mask = jslots - 1;
+    b->char_id = malloc(N_CODEPOINTS * sizeof(int32_t));
+    b->pairs = calloc(pslots, sizeof(Pair));
+    b->joins = calloc(jslots, sizeof(uint64_t));
+    if (!b->char_id || !b->pairs || !b->joins) { bpe_free(b); return NULL; }
+    memset(b->char_id, 0xff, N_CODEPOINTS * sizeof(int32_t)); // all -1
+    for (int i = 0; i < n_chars; i++)
+        if (chars[i] >= 0 && chars[i] < N_CODEPOINTS) b->char_id[chars[i]] = char_ids[i];
+    for (int i = 0; i < n_pairs; i++) {
+        uint64_t key = pair_key(left[i], right[i]), s = hash64(key) & b->pair_mask;
+        while (b->pairs[s].key != 0 && b->pairs[s].key != key) s = (s + 1) & b->pair_mask;
+        b->pairs[s] = (Pair){key, merged[i], scores[i]};
+    }
+    for (int i = 0; i < n_joins; i++) {
+        uint64_t key = pair_key(join_left[i], join_right[i]), s = hash64(key) & b->join_mask;
+        while (b->joins[s] != 0 && b->joins[s] != key) s = (s + 1) & b->join_mask;
+        b->joins[s] = key;
+    }
+    memcpy(b->byte_id, byte_ids, sizeof(b->byte_id));
+    b->add_dummy_prefix = add_dummy_prefix;
+    b->remove_extra_whitespaces = remove_extra_whitespaces;
+    return b;
+}
+
+// ----------------------------------------------------------------------------
+// growable arrays and the per-call scratch
+
+static int grow(void **p, size_t *cap, size_t need, size_t size) {
+    if (need <= *cap) return 1;
+    size_t n = need + need / 2 + 64;
+    void *q = realloc(*p, n * size);
+    if (!q) return 0;
+    *p = q;
+    *cap = n;
+    return 1;
+}
+
+typedef struct {
+    int32_t id;      // piece id
+    int32_t len;     // characters; 0 once merged into its left neighbour
+    int32_t prev, next;
+} Symbol;
+
+typedef struct {
+    float score;
+    int32_t left, right;
+    int32_t len;     // characters of left + right when pushed: a stale entry no longer matches
+    int32_t id;
+} Candidate;
+
+typedef struct {
+    uint64_t hash;   // 0 marks an empty slot
+    uint32_t chars;  // where its character ids start in Cache.data, then its piece ids
+    int32_t n_chars, n_ids;
+} CacheEntry;
+
+#define CACHE_MAX_SLOTS (1 << 22)  // 96 MB at most; the table doubles when half full
+
+typedef struct {
+    CacheEntry *slots;
+    size_t n_slots, used;
+    int32_t *data;
+    size_t n_data, cap_data;
+} Cache;
+
+typedef struct {
+    unsigned char *text;   // the normalized document
+    int32_t *cid;          // its characters' piece ids (-1: no piece)
+    int32_t *cstart;       // and where each starts in text
+    Symbol *sym;
+    Candidate *heap;
+    size_t cap_text, cap_chars, cap_start, cap_sym, cap_heap;
+    Cache cache;
+} Scratch;
+
+// ----------------------------------------------------------------------------
+// BPE on one segment: a run of characters that are all pieces
+
+static int before(const Candidate *a, const Candidate *b) { // higher score first, then leftmost
+    return a->score > b->score || (a->score == b->score && a->left < b->left);
+}
+
+static void heap_push(Candidate *h, int *n, Candidate c) {
+    int i = (*n)++;
+    while (i > 0 && before(&c, &h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
+    h[i] = c;
+}
+
+static Candidate heap_pop(Candidate *h, int *n) {
+    Candidate top = h[0], last = h[--(*n)];
+    int i = 0;
+    for (;;) {
+        int c = 2 * i + 1;
+        if (c >= *n) break;
+        if (c + 1 < *n && before(&h[c + 1], &h[c])) c++;
+        if (!before(&h[c], &last)) break;
+        h[i] = h[c];
+        i = c;
+    }
+    h[i] = last;
+    return top;
+}
+
+static void push_candidate(const BPE *b, const Symbol *s, int left, Candidate *heap, int *nheap) {
+    int right = s[left].next;
+    if (right < 0) return;
+    const Pair *p = find_pair(b, s[left].id, s[right].id);
+    if (p) heap_push(heap, nheap, (Candidate){p->score, left, right, s[left].len + s[right].len, p->id});
+}
+
+// Merges the n character ids in cid; writes the piece ids to out and returns how many, -1 if out of memory.
+static int merge_segment(const BPE *b, Scratch *w, const int32_t *cid, int n, int32_t *out) {
+    // every merge removes a symbol and pushes at most two candidates: 3n bounds the heap
+    if (!grow((void **)&w->sym, &w->cap_sym, n, sizeof(Symbol)) ||
+        !grow((void **)&w->heap, &w->cap_heap, 3 * (size_t)n, sizeof(Candidate))) return -1;
+    Symbol *s = w->sym;
+    Candidate *heap = w->heap;
+    for (int i = 0; i < n; i++) s[i] = (Symbol){cid[i], 1, i - 1, i + 1};
+    s[n - 1].next = -1;
+    int nheap = 0;
+    for (int i = 0; i + 1 < n; i++) push_candidate(b, s, i, heap, &nheap);
+    while (nheap > 0) {
+        Candidate c = heap_pop(heap, &nheap);
+        Symbol *l = &s[c.left], *r = &s[c.right];
+        if (l->len == 0 || r->len == 0 || l->next != c.right || l->len + r->len != c.len) continue; // stale
+        l->id = c.id;
+        l->len += r->len;
+        r->len = 0;
+        l->next = r->next;
+        if (r->next >= 0) s[r->next].prev = c.left;
+        if (l->prev >= 0) push_candidate(b, s, l->prev, heap, &nheap);
+        push_candidate(b, s, c.left, heap, &nheap);
+    }
+    int m = 0;
+    for (int i = 0; i >= 0; i = s[i].next) out[m++] = s[i].id;
+    return m;
+}
+
+// ----------------------------------------------------------------------------
+// the segment cache
+
+static uint64_t hash_ids(const int32_t *cid, int n) {
+    uint64_t h = 0x243F6A8885A308D3ull;
+    for (int i = 0; i < n; i++) h = (h ^ (uint32_t)cid[i]) * 0x100000001B3ull;
+    return h | 1; // never 0
+}
+
+static int cache_grow(Cache *c) { // doubles the table, re-inserting every entry
+    size_t n = c->n_slots ? 2 * c->n_slots : 1 << 14;
+    CacheEntry *slots = calloc(n, sizeof(CacheEntry));
+    if (!slots) return 0;
+    for (size_t i = 0; i < c->n_slots; i++) {
+        if (c->slots[i].hash == 0) continue;
+        size_t j = c->slots[i].hash & (n - 1);
+        while (slots[j].hash != 0) j = (j + 1) & (n - 1);
+        slots[j] = c->slots[i];
+    }
+    free(c->slots);
+    c->slots = slots;
+    c->n_slots = n;
+    return 1;
+}
+
+// The piece ids of the segment cid[0..n), from the cache or merged now; NULL if out of memory.
+static const int32_t *encode_segment(const BPE *b, Scratch *w, const int32_t *cid, int n, int *n_ids) {
+    Cache *c = &w->cache;
+    if (2 * (c->used + 1) > c->n_slots && c->n_slots < CACHE_MAX_SLOTS && !cache_grow(c)) return NULL;
+    uint64_t h = hash_ids(cid, n), mask = c->n_slots - 1, i = h & mask;
+    for (; c->slots[i].hash != 0; i = (i + 1) & mask) {
+        CacheEntry *e = &c->slots[i];
+        if (e->hash == h && e->n_chars == n && memcmp(c->data + e->chars, cid, n * sizeof(int32_t)) == 0) {
+            *n_ids = e->n_ids;
+            return c->data + e->chars + n;
+        }
+    }
+    // a miss: merge into the data array (room for the characters and at most n ids)
+    if (!grow((void **)&c->data, &c->cap_data, c->n_data + 2 * (size_t)n, sizeof(int32_t))) return NULL;
+    int32_t *chars = c->data + c->n_data, *ids = chars + n;
+    memcpy(chars, cid, n * sizeof(int32_t));
+    int m = merge_segment(b, w, cid, n, ids);
+    if (m < 0) return NULL;
+    *n_ids = m;
+    if (2 * (c->used + 1) <= c->n_slots && c->n_data + n + m < UINT32_MAX) { // keep it (a full cache stops here)
+        c->slots[i] = (CacheEntry){h, (uint32_t)c->n_data, n, m};
+        c->used++;
+        c->n_data += n + m;
+    }
+    return ids;
+}
+
+// ----------------------------------------------------------------------------
+// normalizing and encoding one document
+
+// Length in bytes of the UTF-8 character at s, and its codepoint (-1 for a stray byte).
+static int char_len(const unsigned char *s, size_t left, int32_t *cp) {
+    unsigned c = s[0];
+    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if ((size_t)n > left) n = 1;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) n = 1;
+    *cp = n == 1 ? (c < 0x80 ? (int32_t)c : -1) : n == 2 ? (int32_t)(c & 0x1F) << 6 | (s[1] & 0x3F)
+        : n == 3 ? (int32_t)(c & 0x0F) << 12 | (s[1] & 0x3F) << 6 | (s[2] & 0x3F)
+        : (int32_t)(c & 0x07) << 18 | (s[1] & 0x3F) << 12 | (s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+    return n;
+}
+
+// The identity normalizer: writes the normalized text to out (room for 3n + 3 bytes), returns its
+// length. With remove_extra_whitespaces: no leading spaces, one per run of spaces, no trailing "▁".
+static size_t normalize(const BPE *b, const unsigned char *in, size_t n, unsigned char *out) {
+    static const unsigned char space[3] = {0xE2, 0x96, 0x81}; // "▁"
+    size_t i = 0, m = 0;
+    if (b->remove_extra_whitespaces)
+        while (i < n && in[i] == ' ') i++;
+    if (i == n) return 0;
+    if (b->add_dummy_prefix) { memcpy(out, space, 3); m = 3; }
+    while (i < n) {
+        const unsigned char *sp = memchr(in + i, ' ', n - i); // copy up to the next space at once
+        size_t run = sp ? (size_t)(sp - in) - i : n - i;
+        memcpy(out + m, in + i, run);
+        m += run;
+        i += run;
+        if (i == n) break;
+        i++;
+        if (b->remove_extra_whitespaces && i < n && in[i] == ' ') continue; // one space per run
+        memcpy(out + m, space, 3);
+        m += 3;
+    }
+    if (b->remove_extra_whitespaces) // as sentencepiece: trailing "▁" go too, typed ones and the prefix included
+        while (m >= 3 && memcmp(out + m - 3, space, 3) == 0) m -= 3;
+    return m;
+}
+
+// Writes the ids of the document in[0..n) to out, which has room for `room`; returns their
+// count, -1 when out of memory, -2 when they might not fit (at most one id per normalized byte).
+static long encode_doc(const BPE *b, Scratch *w, const unsigned char *in, size_t n, uint16_t *out, long room) {
+    if (!grow((void **)&w->text, &w->cap_text, 3 * n + 3, 1)) return -1;
+    size_t m = normalize(b, in, n, w->text);
+    if ((long)m > room) return -2;
+    if (!grow((void **)&w->cid, &w->cap_chars, m, sizeof(int32_t)) ||
+        !grow((void **)&w->cstart, &w->cap_start, m + 1, sizeof(int32_t))) return -1;
+    const unsigned char *text = w->text;
+    int nc = 0;
+    for (size_t i = 0; i < m;) {
+        int32_t cp;
+        int len = char_len(text + i, m - i, &cp);
+        w->cid[nc] = cp >= 0 ? b->char_id[cp] : -1;
+        w->cstart[nc++] = (int32_t)i;
+        i += len;
+    }
+    w->cstart[nc] = (int32_t)m;
+    long k = 0;
+    for (int s = 0, e; s < nc; s = e) {
+        for (e = s + 1; e < nc && joinable(b, w->cid[e - 1], w->cid[e]); e++) {}
+        if (w->cid[s] < 0) { // a character that is no piece (never part of a longer segment): its bytes
+            for (int j = w->cstart[s]; j < w->cstart[s + 1]; j++) out[k++] = (uint16_t)b->byte_id[text[j]];
+        } else if (e - s == 1) {
+            out[k++] = (uint16_t)w->cid[s];
+        } else {
+            int n_ids;
+            const int32_t *ids = encode_segment(b, w, w->cid + s, e - s, &n_ids);
+            if (!ids) return -1;
+            for (int j = 0; j < n_ids; j++) out[k++] = (uint16_t)ids[j];
+        }
+    }
+    return k;
+}
+
+/* Encodes n_docs documents: document d is the UTF-8 bytes text[offsets[d] .. offsets[d + 1]).
+   Writes [bos] + ids + [eos] per document (bos/eos < 0: left out) to out as uint16, at most cap
+   values. Returns the number written, -1 when out of memory, -2 when out is too small. Holds no
+   global state, so several threads may call it at once (ctypes drops the GIL meanwhile). */
+long bpe_encode(const BPE *b, const unsigned char *text, const int64_t *offsets, int n_docs,
+                int bos, int eos, uint16_t *out, long cap) {
+    Scratch w = {0};
+    long total = 0, err = 0;
+    for (int d = 0; d < n_docs; d++) {
+        size_t n = (size_t)(offsets[d + 1] - offsets[d]);
+        if (total + 2 > cap) { err = -2; break; }
+        if (bos >= 0) out[total++] = (uint16_t)bos;
+        long k = encode_doc(b, &w, text + offsets[d], n, out + total, cap - total - 1);
+        if (k < 0) { err = k; break; }
+        total += k;
+        if (eos >= 0) out[total++] = (uint16_t)eos;
+    }
+    free(w.text); free(w.cid); free(w.cstart); free(w.sym); free(w.heap);
+    free(w.cache.slots); free(w.cache.data);
+    return err ? err : total;
+}
