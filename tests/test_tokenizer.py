@@ -169,3 +169,44 @@ def test_fast_pretokenize_safety_net(tmp_path, zh_stories, sp_model, libbpe, cap
     arr = tinystories.encode_shard_fast(enc, zh_stories[:300], threads=1, name="x.jsonl")
     assert arr.tolist() == sp_ids(enc.sp, zh_stories[:300])
     assert "disagree on story 0 of x.jsonl" in capsys.readouterr().err
+
+
+SANITIZED_RUN = """
+import sys
+sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
+import sentencepiece as spm
+import tokenizer
+tokenizer.LIBBPE = sys.argv[2]
+from test_tokenizer import TRICKY, random_texts, sp_ids
+for model in sys.argv[3:]:
+    enc, why = tokenizer.fast_encoder(model)
+    sp = spm.SentencePieceProcessor(model_file=model)
+    texts = TRICKY + random_texts(3000, seed=7)
+    assert enc.encode_docs(texts).tolist() == sp_ids(sp, texts), model
+    for t in TRICKY:
+        enc.encode_docs([t], bos=False, eos=False)
+print("clean")
+"""
+
+
+def test_bpe_c_under_sanitizers(tmp_path, sp_model, zh_stories, repo_root):
+    """libbpe.so built with ASan/UBSan, loaded into Python with the runtimes preloaded: no report."""
+    import os
+    cc = os.environ.get("CC", "gcc")
+    lib = tmp_path / "libbpe.so"
+    try:
+        subprocess.run([cc, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
+                        "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", str(lib), str(repo_root / "bpe.c")],
+                       check=True, capture_output=True)
+        runtimes = [subprocess.run([cc, f"-print-file-name={n}"], capture_output=True, text=True).stdout.strip()
+                    for n in ("libasan.so", "libubsan.so")]
+    except (OSError, subprocess.CalledProcessError) as e:
+        pytest.skip(f"compiler without sanitizers: {e}")
+    if not all(os.path.isabs(r) for r in runtimes):
+        pytest.skip("sanitizer runtimes not found")
+    other = train(tmp_path, zh_stories[:600] + [" Tom  and Lily "] * 20, "ws", remove_extra_whitespaces=True,
+                  add_dummy_prefix=False)
+    env = dict(os.environ, LD_PRELOAD=":".join(runtimes), ASAN_OPTIONS="detect_leaks=0")
+    r = subprocess.run([sys.executable, "-c", SANITIZED_RUN, str(repo_root), str(lib), sp_model, other],
+                       capture_output=True, text=True, env=env, timeout=300)
+    assert r.returncode == 0 and "clean" in r.stdout, r.stderr[-3000:]
