@@ -339,7 +339,7 @@ static long encode_doc(const BPE *b, Scratch *w, const unsigned char *in, size_t
     for (size_t i = 0; i < m;) {
         int32_t cp;
         int len = char_len(text + i, m - i, &cp);
-        w->cid[nc] = cp >= 0 ? b->char_id[cp] : -1;
+        w->cid[nc] = cp >= 0 && cp < N_CODEPOINTS ? b->char_id[cp] : -1;
         w->cstart[nc++] = (int32_t)i;
         i += len;
     }
