@@ -602,6 +602,16 @@ static inline float hsum8(__m256 acc) {
 }
 #endif
 
+// With one thread the kernels skip OpenMP: even a team of one costs about 0.3 us a parallel
+// region, and a small model's token runs ~50 of them.
+static int use_threads(void) {
+#ifdef _OPENMP
+    return omp_get_max_threads() > 1;
+#else
+    return 0;
+#endif
+}
+
 static float dot(const float *a, const float *b, int n) {
     float val = 0.0f;
     int j = 0;
@@ -614,29 +624,110 @@ static float dot(const float *a, const float *b, int n) {
     return val;
 }
 
-// out[0..n) = sum over j < npos of att[j] * v[j * stride + 0..n): attention's weighted values,
-// accumulated in registers 32 floats at a time.
+// att[j] = q . k_j / sqrt(n) for the npos keys k_j = k + j * stride: attention's scores.
+static void attention_scores(float *att, const float *q, const float *k, size_t stride, int npos, int n) {
+    float sqrt_n = sqrtf((float)n);
+    int j = 0;
+#ifdef USE_AVX2
+    // 8 keys at a time, so their 8 horizontal sums share one transpose-and-add
+    for (; n % 8 == 0 && j + 8 <= npos; j += 8) {
+        __m256 acc[8];
+        for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
+        for (int c = 0; c < n; c += 8) {
+            __m256 qv = _mm256_loadu_ps(q + c);
+            for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (j + p) * stride + c), acc[p]);
+        }
+        __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+        __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+        __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
+        _mm256_storeu_ps(att + j, _mm256_div_ps(s, _mm256_set1_ps(sqrt_n)));
+    }
+#endif
+    for (; j < npos; j++) att[j] = dot(q, k + j * stride, n) / sqrt_n;
+}
+
+#ifdef USE_AVX2
+// e^x, 8 at a time, with x clamped to [-87, 88] (e^-87 is 0 next to the 1 of a softmax's max,
+// e^88 is near FLT_MAX): x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' expf polynomial, 2^n
+// through the exponent bits.
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); // ln2 in two parts, for precision
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// The first k (0..8) of 8 lanes, for the masked loads and stores of a row's last partial block:
+// every element of a row then goes through the same exp8.
+static inline __m256i first_lanes(int k) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+#endif
+
+// softmax of attention scores: softmax() with 8 exponentials at a time
+static void attention_softmax(float *x, int size) {
+#ifdef USE_AVX2
+    float max_val = x[0];
+    for (int i = 1; i < size; i++) if (x[i] > max_val) max_val = x[i];
+    __m256 sum = _mm256_setzero_ps(), mv = _mm256_set1_ps(max_val);
+    int i = 0;
+    for (; i + 8 <= size; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256i m = first_lanes(size - i); // the last partial block (masked stores are slow: only here)
+    if (i < size) {
+        __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), mv)), _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(x + i, m, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256 s = _mm256_set1_ps(hsum8(sum));
+    for (i = 0; i + 8 <= size; i += 8) _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), s));
+    if (i < size) _mm256_maskstore_ps(x + i, m, _mm256_div_ps(_mm256_maskload_ps(x + i, m), s));
+#else
+    softmax(x, size);
+#endif
+}
+
+#ifdef USE_AVX2
+// NB blocks of 8 output columns of mix_values, in registers over one pass of the positions.
+static inline __attribute__((always_inline)) void mix_columns(float *out, const float *att, const float *v,
+                                                              size_t stride, int npos, int NB) {
+    __m256 acc[8];
+    for (int b = 0; b < NB; b++) acc[b] = _mm256_setzero_ps();
+    for (int j = 0; j < npos; j++) {
+        __m256 a = _mm256_set1_ps(att[j]);
+        for (int b = 0; b < NB; b++) acc[b] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + j * stride + 8 * b), acc[b]);
+    }
+    for (int b = 0; b < NB; b++) _mm256_storeu_ps(out + 8 * b, acc[b]);
+}
+#endif
+
+// out[0..n) = sum over j < npos of att[j] * v[j * stride + 0..n): attention's weighted values.
 static void mix_values(float *out, const float *att, const float *v, size_t stride, int npos, int n) {
     int c = 0;
 #ifdef USE_AVX2
-    for (; c + 32 <= n; c += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int j = 0; j < npos; j++) {
-            const float *vj = v + j * stride + c;
-            __m256 a = _mm256_set1_ps(att[j]);
-            a0 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj), a0);
-            a1 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 8), a1);
-            a2 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 16), a2);
-            a3 = _mm256_fmadd_ps(a, _mm256_loadu_ps(vj + 24), a3);
-        }
-        _mm256_storeu_ps(out + c, a0); _mm256_storeu_ps(out + c + 8, a1);
-        _mm256_storeu_ps(out + c + 16, a2); _mm256_storeu_ps(out + c + 24, a3);
+    for (; c + 64 <= n; c += 64) mix_columns(out + c, att, v + c, stride, npos, 8);
+    switch ((n - c) / 8) { // the rest of a head (48 floats in zh-15M) in one pass too
+        case 7: mix_columns(out + c, att, v + c, stride, npos, 7); break;
+        case 6: mix_columns(out + c, att, v + c, stride, npos, 6); break;
+        case 5: mix_columns(out + c, att, v + c, stride, npos, 5); break;
+        case 4: mix_columns(out + c, att, v + c, stride, npos, 4); break;
+        case 3: mix_columns(out + c, att, v + c, stride, npos, 3); break;
+        case 2: mix_columns(out + c, att, v + c, stride, npos, 2); break;
+        case 1: mix_columns(out + c, att, v + c, stride, npos, 1); break;
     }
-    for (; c + 8 <= n; c += 8) {
-        __m256 a0 = _mm256_setzero_ps();
-        for (int j = 0; j < npos; j++) a0 = _mm256_fmadd_ps(_mm256_set1_ps(att[j]), _mm256_loadu_ps(v + j * stride + c), a0);
-        _mm256_storeu_ps(out + c, a0);
-    }
+    c += (n - c) / 8 * 8;
 #endif
     for (; c < n; c++) {
         float val = 0.0f;
@@ -646,8 +737,7 @@ static void mix_values(float *out, const float *att, const float *v, size_t stri
 }
 
 static void rmsnorm(float *o, const float *x, const float *weight, int size) {
-    float ss = 0.0f;
-    for (int j = 0; j < size; j++) ss += x[j] * x[j];
+    float ss = dot(x, x, size);
     ss /= size;
     ss += 1e-5f;
     ss = 1.0f / sqrtf(ss);
@@ -673,13 +763,31 @@ static void residual(float *x, const float *d, size_t n) {
     for (size_t i = 0; i < n; i++) x[i] += d[i];
 }
 
+#ifdef USE_AVX2
+// silu(val) * val2 for 8 values
+static inline __m256 swiglu8(__m256 val, __m256 val2) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 sigmoid = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), val))));
+    return _mm256_mul_ps(_mm256_mul_ps(val, sigmoid), val2);
+}
+#endif
+
 // hb = silu(hb) * hb2, the SwiGLU of the ffn
 static void swiglu(float *hb, const float *hb2, size_t n) {
+#ifdef USE_AVX2
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(hb + i, swiglu8(_mm256_loadu_ps(hb + i), _mm256_loadu_ps(hb2 + i)));
+    if (i < n) { // the last partial block, masked
+        __m256i m = first_lanes((int)(n - i));
+        _mm256_maskstore_ps(hb + i, m, swiglu8(_mm256_maskload_ps(hb + i, m), _mm256_maskload_ps(hb2 + i, m)));
+    }
+#else
     for (size_t i = 0; i < n; i++) {
         float val = hb[i];
         val *= (1.0f / (1.0f + expf(-val))); // silu(x) = x * sigmoid(x)
         hb[i] = val * hb2[i];
     }
+#endif
 }
 
 // RoPE angles for every position, computed once as the original computes them each step.
@@ -712,10 +820,12 @@ typedef struct {
     float *hb;     // (B, hidden_dim) inside the ffn
     float *hb2;    // (B, hidden_dim)
     float *q;      // (B, dim) queries
+    float *k;      // (B, kv_dim) keys, before RoPE and the cache
+    float *v;      // (B, kv_dim) values
     float *att;    // (B, n_heads, seq_len) attention scores
     float *logits; // (vocab_size,) output logits of the last token
-    float *key_cache;   // (layer, seq_len, kv_dim)
-    float *value_cache; // (layer, seq_len, kv_dim)
+    float *key_cache;   // (layer, n_kv_heads, seq_len, head_size): a head's keys are one stream
+    float *value_cache; // (layer, n_kv_heads, seq_len, head_size)
     float *rope_cos;    // (seq_len, head_size/2), computed once instead of every step
     float *rope_sin;
 } RunState;
@@ -728,6 +838,8 @@ static void build_state(RunState *s, const Config *p) {
     s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
     s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
     s->q = xcalloc(B * p->dim, sizeof(float), "activations");
+    s->k = xcalloc(B * kv_dim, sizeof(float), "activations");
+    s->v = xcalloc(B * kv_dim, sizeof(float), "activations");
     s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
     s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
     s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
@@ -736,46 +848,59 @@ static void build_state(RunState *s, const Config *p) {
 }
 
 static void free_state(RunState *s) {
-    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->att);
+    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->att);
     free(s->logits); free(s->key_cache); free(s->value_cache); free(s->rope_cos); free(s->rope_sin);
 }
 
-// One layer's attention for T tokens at positions pos..pos+T-1: RoPE on q (T, dim) and on the
-// new key rows pos..pos+T-1 of the layer's cache, then causal multihead attention into out
-// (T, dim). att is scratch of (T, n_heads, seq_len).
-static void attention(float *out, float *q, float *key_cache, const float *value_cache, float *att_buf,
-                      const float *rope_cos, const float *rope_sin, const Config *p, int T, int pos) {
-    int dim = p->dim, head_size = dim / p->n_heads, kv_dim = p->dim * p->n_kv_heads / p->n_heads;
+// Head h of attention for T tokens at positions pos..pos+T-1 (their keys and values already in the cache).
+static void attention_head(float *out, const float *q, const float *key_cache, const float *value_cache, float *att_buf,
+                           const Config *p, int T, int pos, int h) {
+    int dim = p->dim, head_size = dim / p->n_heads;
     int kv_mul = p->n_heads / p->n_kv_heads; // query heads per key/value head (multiquery)
+    size_t head_cache = (size_t)p->seq_len * head_size; // floats per head in a layer's cache
+    const float *kh = key_cache + (h / kv_mul) * head_cache, *vh = value_cache + (h / kv_mul) * head_cache;
+    for (int t = 0; t < T; t++) {
+        const float *qh = q + (size_t)t * dim + h * head_size;
+        float *att = att_buf + ((size_t)t * p->n_heads + h) * p->seq_len;
+        int last = pos + t; // token t sees positions 0..pos+t
+        attention_scores(att, qh, kh, head_size, last + 1, head_size);
+        attention_softmax(att, last + 1);
+        mix_values(out + (size_t)t * dim + h * head_size, att, vh, head_size, last + 1, head_size);
+    }
+}
+
+// One layer's attention for T tokens at positions pos..pos+T-1: RoPE on q (T, dim) and k (T, kv_dim),
+// k and v into the layer's cache at pos..pos+T-1, then causal multihead attention into out
+// (T, dim). att is scratch of (T, n_heads, seq_len).
+static void attention(float *out, float *q, const float *k, const float *v, float *key_cache, float *value_cache,
+                      float *att_buf, const float *rope_cos, const float *rope_sin, const Config *p, int T, int pos) {
+    int dim = p->dim, head_size = dim / p->n_heads, kv_dim = p->dim * p->n_kv_heads / p->n_heads;
+    size_t head_cache = (size_t)p->seq_len * head_size; // floats per head in a layer's cache
     for (int t = 0; t < T; t++) {
         const float *fcr = rope_cos + (size_t)(pos + t) * (head_size / 2);
         const float *fci = rope_sin + (size_t)(pos + t) * (head_size / 2);
-        float *qt = q + (size_t)t * dim, *kt = key_cache + (size_t)(pos + t) * kv_dim;
+        float *qt = q + (size_t)t * dim;
+        const float *kt = k + (size_t)t * kv_dim, *vt = v + (size_t)t * kv_dim;
         for (int i = 0; i < dim; i += 2) {
             int h = (i % head_size) / 2;
             float q0 = qt[i], q1 = qt[i + 1];
             qt[i] = q0 * fcr[h] - q1 * fci[h];
             qt[i + 1] = q0 * fci[h] + q1 * fcr[h];
             if (i < kv_dim) {
-                float k0 = kt[i], k1 = kt[i + 1];
-                kt[i] = k0 * fcr[h] - k1 * fci[h];
-                kt[i + 1] = k0 * fci[h] + k1 * fcr[h];
+                float *kc = key_cache + i / head_size * head_cache + (size_t)(pos + t) * head_size + i % head_size;
+                kc[0] = kt[i] * fcr[h] - kt[i + 1] * fci[h];
+                kc[1] = kt[i] * fci[h] + kt[i + 1] * fcr[h];
             }
         }
+        for (int kh = 0; kh < p->n_kv_heads; kh++)
+            memcpy(value_cache + kh * head_cache + (size_t)(pos + t) * head_size, vt + kh * head_size, head_size * sizeof(float));
     }
-    float sqrt_hs = sqrtf((float)head_size);
     int h;
-    #pragma omp parallel for schedule(static)
-    for (h = 0; h < p->n_heads; h++) {
-        const float *kh = key_cache + (h / kv_mul) * head_size, *vh = value_cache + (h / kv_mul) * head_size;
-        for (int t = 0; t < T; t++) {
-            const float *qh = q + (size_t)t * dim + h * head_size;
-            float *att = att_buf + ((size_t)t * p->n_heads + h) * p->seq_len;
-            int last = pos + t; // token t sees positions 0..pos+t
-            for (int j = 0; j <= last; j++) att[j] = dot(qh, kh + (size_t)j * kv_dim, head_size) / sqrt_hs;
-            softmax(att, last + 1);
-            mix_values(out + (size_t)t * dim + h * head_size, att, vh, kv_dim, last + 1, head_size);
-        }
+    if (use_threads()) {
+        #pragma omp parallel for schedule(static)
+        for (h = 0; h < p->n_heads; h++) attention_head(out, q, key_cache, value_cache, att_buf, p, T, pos, h);
+    } else {
+        for (h = 0; h < p->n_heads; h++) attention_head(out, q, key_cache, value_cache, att_buf, p, T, pos, h);
     }
 }
 

@@ -87,19 +87,21 @@ static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; 
 // AVX2+FMA (make runportable, or -DLLAMA2_SCALAR); tests compare the two.
 
 #ifdef USE_AVX2
-// R rows of W times C rows of x, R*C accumulators in registers; each W load serves C tokens.
-// Every output is summed in the same order whatever the tile, so a token's logits do not
-// depend on the prefill block.
+// R rows of W times C rows of x, R*C accumulators in registers; each W load serves C tokens
+// and each x load R rows. Every output is summed in the same order whatever the tile, so a
+// token's logits do not depend on the prefill block.
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
                                                               int n, int d, int i, int t, int R, int C) {
     __m256 acc[4][2];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
     int j = 0;
     for (; j + 8 <= n; j += 8) {
+        // fetch the rows of the tile 4 tiles ahead, 4 * 8 floats of it per step
+        _mm_prefetch((const char *)(w + (size_t)(i + 16) * n + 4 * j), _MM_HINT_T0);
+        _mm_prefetch((const char *)(w + (size_t)(i + 16) * n + 4 * j + 16), _MM_HINT_T0);
         __m256 xv[2];
         for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(x + (size_t)(t + c) * n + j);
         for (int r = 0; r < R; r++) {
-            _mm_prefetch((const char *)(w + (size_t)(i + r) * n + j + 64), _MM_HINT_T0); // helps the stream
             __m256 wv = _mm256_loadu_ps(w + (size_t)(i + r) * n + j);
             for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
         }
@@ -114,25 +116,31 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
 }
 #endif
 
-// xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
+// Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
+static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+#ifdef USE_AVX2
+    int t = 0;
+    if (i + 4 <= d) {
+        for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
+        if (t < T) matmul_tile(xout, x, w, n, d, i, t, 4, 1);
+    } else {
+        for (int r = i; r < d; r++)
+            for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
+    }
+#else
+    for (int r = i; r < d && r < i + 4; r++)
+        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot(w + (size_t)r * n, x + (size_t)t * n, n);
+#endif
+}
+
+// xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
 static void matmul(float *xout, const float *x, const float *w, int T, int n, int d) {
     int i;
-    #pragma omp parallel for schedule(static)
-    for (i = 0; i < d; i += 4) {
-#ifdef USE_AVX2
-        int t = 0;
-        if (i + 4 <= d) {
-            for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
-            for (; t < T; t++) // a single token: one row after the other streams memory best
-                for (int r = i; r < i + 4; r++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
-        } else {
-            for (int r = i; r < d; r++)
-                for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
-        }
-#else
-        for (int r = i; r < d && r < i + 4; r++)
-            for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot(w + (size_t)r * n, x + (size_t)t * n, n);
-#endif
+    if (use_threads()) {
+        #pragma omp parallel for schedule(static)
+        for (i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
+    } else {
+        for (i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
     }
 }
 
@@ -152,15 +160,13 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         size_t loff = (size_t)l * p->seq_len * kv_dim; // kv cache layer offset
         rmsnorm_rows(s->xb, s->x, w->rms_att_weight + (size_t)l * dim, T, dim);
 
-        // qkv matmuls; k and v go straight into the cache rows pos..pos+T-1
-        float *k = s->key_cache + loff + (size_t)pos * kv_dim;
-        float *v = s->value_cache + loff + (size_t)pos * kv_dim;
+        // qkv matmuls
         matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, T, dim, dim);
-        matmul(k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim);
-        matmul(v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim);
+        matmul(s->k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim);
+        matmul(s->v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim);
 
         // RoPE and multihead causal attention (llama2.h)
-        attention(s->xb, s->q, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
+        attention(s->xb, s->q, s->k, s->v, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
         matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, T, dim, dim);

@@ -14,8 +14,8 @@
 // Transformer weights and state
 
 typedef struct {
-    const int8_t *q; // quantized values
-    const float *s;  // one scale per group
+    const int8_t *q; // (rows, cols) quantized values, one row per output, in the file
+    float *s;        // one scale per group of a row, repacked at load (see scale_at)
 } QuantizedTensor;
 
 typedef struct {
@@ -31,9 +31,8 @@ typedef struct {
     QuantizedTensor *w3;             // (layer, hidden_dim, dim)
     const float *rms_final_weight;   // (dim,)
     QuantizedTensor *wcls;           // (vocab_size, dim)
-    QuantizedTensor *all;            // every tensor above, in file order (owns the arrays)
-    float **copied_scales;           // scales copied out of the file when not 4-byte aligned
-    int n_copied;
+    QuantizedTensor *all;            // every tensor above, in file order (owns the scales)
+    int n_tensors;
 } TransformerWeights;
 
 struct Transformer {
@@ -46,28 +45,34 @@ struct Transformer {
     MappedFile file;
 };
 
-// Points n tensors of numel values each at the file, advancing *ptr past values and scales.
-static QuantizedTensor *init_quantized_tensors(TransformerWeights *w, QuantizedTensor *out, const unsigned char **ptr,
-                                               int n, size_t numel, int gs) {
+// The scale of row r, group g among ngroups: the file stores each row's scales in turn; at
+// load they are regrouped by 4 rows (the matmul's tile), group by group, so one load gives a
+// group's 4 scales.
+static size_t scale_at(size_t r, size_t g, size_t ngroups) { return (r / 4 * ngroups + g) * 4 + r % 4; }
+
+// Points n tensors of (rows, cols) values each at the file and copies their scales, advancing
+// *ptr past both.
+static QuantizedTensor *init_quantized_tensors(QuantizedTensor *out, const unsigned char **ptr, int n,
+                                               size_t rows, size_t cols, int gs) {
+    size_t ngroups = cols / gs;
     for (int i = 0; i < n; i++) {
         out[i].q = (const int8_t *)*ptr;
-        *ptr += numel;
-        if (((uintptr_t)*ptr) % sizeof(float) == 0) {
-            out[i].s = (const float *)*ptr;
-        } else { // int8 tensors of odd sizes leave the scales unaligned
-            float *copy = xcalloc(numel / gs, sizeof(float), "scales");
-            memcpy(copy, *ptr, numel / gs * sizeof(float));
-            w->copied_scales[w->n_copied++] = copy;
-            out[i].s = copy;
-        }
-        *ptr += numel / gs * sizeof(float);
+        *ptr += rows * cols;
+        out[i].s = xcalloc((rows + 3) / 4 * 4 * ngroups, sizeof(float), "scales"); // zeros pad the last tile
+        for (size_t r = 0; r < rows; r++)
+            for (size_t g = 0; g < ngroups; g++) // memcpy: odd sizes leave the file's scales unaligned
+                memcpy(&out[i].s[scale_at(r, g, ngroups)], *ptr + (r * ngroups + g) * sizeof(float), sizeof(float));
+        *ptr += rows * ngroups * sizeof(float);
     }
     return out;
 }
 
-static void dequantize(const QuantizedTensor *qx, float *x, size_t n, int gs) {
-    for (size_t g = 0; g < n / gs; g++)
-        for (int i = 0; i < gs; i++) x[g * gs + i] = qx->q[g * gs + i] * qx->s[g];
+static void dequantize(const QuantizedTensor *qx, float *x, size_t rows, size_t cols, int gs) {
+    for (size_t r = 0; r < rows; r++)
+        for (size_t g = 0; g < cols / gs; g++) {
+            float scale = qx->s[scale_at(r, g, cols / gs)];
+            for (size_t j = g * gs; j < (g + 1) * gs; j++) x[r * cols + j] = qx->q[r * cols + j] * scale;
+        }
 }
 
 static void memory_map_weights(TransformerWeights *w, const Config *p, const unsigned char *ptr, int shared, int gs) {
@@ -78,21 +83,20 @@ static void memory_map_weights(TransformerWeights *w, const Config *p, const uns
     w->rms_ffn_weight = fptr; fptr += L * dim;
     w->rms_final_weight = fptr; fptr += dim;
     ptr = (const unsigned char *)fptr;
-    size_t ntensors = 1 + 7 * L + 1;
-    w->all = xcalloc(ntensors, sizeof(QuantizedTensor), "the model");
-    w->copied_scales = xcalloc(ntensors, sizeof(float *), "the model");
+    w->n_tensors = 1 + 7 * L + !shared;
+    w->all = xcalloc(w->n_tensors, sizeof(QuantizedTensor), "the model");
     QuantizedTensor *next = w->all;
-    QuantizedTensor *emb = init_quantized_tensors(w, next, &ptr, 1, V * dim, gs); next += 1;
-    w->wq = init_quantized_tensors(w, next, &ptr, L, dim * dim, gs); next += L;
-    w->wk = init_quantized_tensors(w, next, &ptr, L, dim * kv, gs); next += L;
-    w->wv = init_quantized_tensors(w, next, &ptr, L, dim * kv, gs); next += L;
-    w->wo = init_quantized_tensors(w, next, &ptr, L, dim * dim, gs); next += L;
-    w->w1 = init_quantized_tensors(w, next, &ptr, L, dim * hid, gs); next += L;
-    w->w2 = init_quantized_tensors(w, next, &ptr, L, hid * dim, gs); next += L;
-    w->w3 = init_quantized_tensors(w, next, &ptr, L, dim * hid, gs); next += L;
-    w->wcls = shared ? emb : init_quantized_tensors(w, next, &ptr, 1, V * dim, gs);
+    QuantizedTensor *emb = init_quantized_tensors(next, &ptr, 1, V, dim, gs); next += 1;
+    w->wq = init_quantized_tensors(next, &ptr, L, dim, dim, gs); next += L;
+    w->wk = init_quantized_tensors(next, &ptr, L, kv, dim, gs); next += L;
+    w->wv = init_quantized_tensors(next, &ptr, L, kv, dim, gs); next += L;
+    w->wo = init_quantized_tensors(next, &ptr, L, dim, dim, gs); next += L;
+    w->w1 = init_quantized_tensors(next, &ptr, L, hid, dim, gs); next += L;
+    w->w2 = init_quantized_tensors(next, &ptr, L, dim, hid, gs); next += L;
+    w->w3 = init_quantized_tensors(next, &ptr, L, hid, dim, gs); next += L;
+    w->wcls = shared ? emb : init_quantized_tensors(next, &ptr, 1, V, dim, gs);
     w->token_embedding_table = xcalloc(V * dim, sizeof(float), "the token embedding");
-    dequantize(emb, w->token_embedding_table, V * dim, gs);
+    dequantize(emb, w->token_embedding_table, V, dim, gs);
 }
 
 static Transformer *build_transformer(const char *checkpoint_path) {
@@ -114,8 +118,8 @@ static Transformer *build_transformer(const char *checkpoint_path) {
 
 static void free_transformer(Transformer *t) {
     TransformerWeights *w = &t->weights;
-    for (int i = 0; i < w->n_copied; i++) free(w->copied_scales[i]);
-    free(w->copied_scales); free(w->all); free(w->token_embedding_table);
+    for (int i = 0; i < w->n_tensors; i++) free(w->all[i].s);
+    free(w->all); free(w->token_embedding_table);
     unmap_file(&t->file);
     free_state(&t->state);
     free(t->xq); free(t->xs);
@@ -136,10 +140,20 @@ static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) 
         const float *xg = x + g * gs;
         int8_t *qg = q + g * gs;
         float wmax = 0.0f;
-        for (int i = 0; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
+        int i = 0;
+#ifdef USE_AVX2
+        if (gs % 8 == 0) { // max|x| 8 at a time; like the loop below, max_ps(v, m) skips NaNs
+            __m256 m = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
+            for (; i < gs; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xg + i)), m);
+            float lanes[8];
+            _mm256_storeu_ps(lanes, m);
+            for (int l = 0; l < 8; l++) if (lanes[l] > wmax) wmax = lanes[l];
+        }
+#endif
+        for (; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
         float scale = wmax / 127.0f;
         s[g] = scale;
-        int i = 0;
+        i = 0;
 #ifdef USE_AVX2
         if (scale > 0.0f) { // 8 at a time; roundf(v) == trunc(v + copysign(0.49999997f, v))
             __m256 sc = _mm256_set1_ps(scale), half = _mm256_set1_ps(0.49999997f), sign = _mm256_set1_ps(-0.0f);
@@ -160,40 +174,50 @@ static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) 
 }
 
 #ifdef USE_AVX2
-// 32 int8 products summed into 8 int32 lanes. maddubs wants one unsigned operand, so the
-// weights' signs move onto x: |w| * (x * sign(w)) == w * x.
-static inline __m256i dot32_i8(__m256i w, __m256i x) {
-    __m256i p16 = _mm256_maddubs_epi16(_mm256_sign_epi8(w, w), _mm256_sign_epi8(x, w));
+// 32 int8 products w . x summed into 8 int32 lanes. maddubs wants one unsigned operand, so x's
+// signs move onto the weights: |x| * (w * sign(x)) == w * x, and xa = |x| serves every row.
+static inline __m256i dot32_i8(const int8_t *w, __m256i x, __m256i xa) {
+    __m256i wv = _mm256_loadu_si256((const __m256i *)w);
+    __m256i p16 = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, x)); // |pair sums| <= 2*127*127: no saturation
     return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
 }
 
-// R rows of W times C rows of x, R*C float accumulators; gs is a multiple of 32.
+// 4 rows i..i+3 of W (R < 4 for the last rows of W) times C tokens (1 or 2) of x. Per group and
+// token, the rows' int32 sums are added pairwise into one vector (row r's halves in lanes r and
+// r+4), converted, scaled by the group's 4 row scales at once, and accumulated in float: the
+// work per group is shared by 4 rows. Every output is summed in the same order whatever the
+// tile, so a token's logits do not depend on the prefill block.
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
                                                               const QuantizedTensor *w, int n, int d, int gs,
                                                               int i, int t, int R, int C) {
-    const int8_t *wr[4], *xr[2];
-    const float *wsr[4], *xsr[2];
-    for (int r = 0; r < R; r++) { wr[r] = w->q + (size_t)(i + r) * n; wsr[r] = w->s + (size_t)(i + r) * (n / gs); }
-    for (int c = 0; c < C; c++) { xr[c] = xq + (size_t)(t + c) * n; xsr[c] = xs + (size_t)(t + c) * (n / gs); }
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
+    const int8_t *wi = w->q + (size_t)i * n;
+    const float *wsi = w->s + scale_at(i, 0, n / gs);
+    __m256 acc[2];
+    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
     for (int j = 0, g = 0; j < n; j += gs, g++) {
-        __m256i sum[4][2];
-        for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) sum[r][c] = _mm256_setzero_si256();
-        for (int k = j; k < j + gs; k += 32) {
-            __m256i xv[2];
-            for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_si256((const __m256i *)(xr[c] + k));
-            for (int r = 0; r < R; r++) {
-                __m256i wv = _mm256_loadu_si256((const __m256i *)(wr[r] + k));
-                for (int c = 0; c < C; c++) sum[r][c] = _mm256_add_epi32(sum[r][c], dot32_i8(wv, xv[c]));
+        __m256 wscale = _mm256_broadcast_ps((const __m128 *)(wsi + 4 * g)); // rows i..i+3, twice
+        for (int c = 0; c < C; c++) {
+            const int8_t *x = xq + (size_t)(t + c) * n;
+            __m256i sum[4];
+            for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
+            for (int k = j; k < j + gs; k += 32) {
+                if (c == 0) { // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
+                    _mm_prefetch((const char *)(wi + 16 * (size_t)n + 4 * k), _MM_HINT_T0);
+                    _mm_prefetch((const char *)(wi + 16 * (size_t)n + 4 * k + 64), _MM_HINT_T0);
+                }
+                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
+                for (int r = 0; r < R; r++) sum[r] = _mm256_add_epi32(sum[r], dot32_i8(wi + (size_t)r * n + k, xv, xa));
             }
+            __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
+            __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
+            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), scale, acc[c]);
         }
-        for (int r = 0; r < R; r++)
-            for (int c = 0; c < C; c++)
-                acc[r][c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(sum[r][c]), _mm256_set1_ps(wsr[r][g] * xsr[c][g]), acc[r][c]);
     }
-    for (int r = 0; r < R; r++)
-        for (int c = 0; c < C; c++) xout[(size_t)(t + c) * d + i + r] = hsum8(acc[r][c]);
+    for (int c = 0; c < C; c++) {
+        float out[4];
+        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc[c]), _mm256_extractf128_ps(acc[c], 1)));
+        for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
+    }
 }
 #endif
 
@@ -203,34 +227,43 @@ static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const f
     for (int j = 0, g = 0; j < n; j += gs, g++) {
         int32_t ival = 0;
         for (int k = 0; k < gs; k++) ival += (int32_t)xq[j + k] * (int32_t)wq[j + k];
-        val += (float)ival * ws[g] * xs[g];
+        val += (float)ival * ws[4 * g] * xs[g]; // a row's scales are 4 floats apart (scale_at)
     }
     return val;
 }
 
-// xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
+// Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
+static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d,
+                        int gs, int i) {
+#ifdef USE_AVX2
+    if (gs % 32 == 0) {
+        int t = 0;
+        if (i + 4 > d) {
+            for (; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, d - i, 1);
+        } else if (gs == 32) { // the usual group size: a constant lets the compiler unroll the group
+            for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, 32, i, t, 4, 2);
+            if (t < T) matmul_tile(xout, xq, xs, w, n, d, 32, i, t, 4, 1);
+        } else {
+            for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 2);
+            if (t < T) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 1);
+        }
+        return;
+    }
+#endif
+    for (int r = i; r < d && r < i + 4; r++)
+        for (int t = 0; t < T; t++)
+            xout[(size_t)t * d + r] = dot_q8(w->q + (size_t)r * n, w->s + scale_at(r, 0, n / gs),
+                                             xq + (size_t)t * n, xs + (size_t)t * n / gs, n, gs);
+}
+
+// xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
 static void matmul(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d, int gs) {
     int i;
-    #pragma omp parallel for schedule(static)
-    for (i = 0; i < d; i += 4) {
-#ifdef USE_AVX2
-        if (gs % 32 == 0) {
-            int t = 0;
-            if (i + 4 <= d) {
-                for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 2);
-                for (; t < T; t++) // a single token: one row after the other streams memory best
-                    for (int r = i; r < i + 4; r++) matmul_tile(xout, xq, xs, w, n, d, gs, r, t, 1, 1);
-            } else {
-                for (int r = i; r < d; r++)
-                    for (t = 0; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, r, t, 1, 1);
-            }
-            continue;
-        }
-#endif
-        for (int r = i; r < d && r < i + 4; r++)
-            for (int t = 0; t < T; t++)
-                xout[(size_t)t * d + r] = dot_q8(w->q + (size_t)r * n, w->s + (size_t)r * n / gs,
-                                                 xq + (size_t)t * n, xs + (size_t)t * n / gs, n, gs);
+    if (use_threads()) {
+        #pragma omp parallel for schedule(static)
+        for (i = 0; i < d; i += 4) matmul_rows(xout, xq, xs, w, T, n, d, gs, i);
+    } else {
+        for (i = 0; i < d; i += 4) matmul_rows(xout, xq, xs, w, T, n, d, gs, i);
     }
 }
 
@@ -252,16 +285,14 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         size_t loff = (size_t)l * p->seq_len * kv_dim; // kv cache layer offset
         rmsnorm_rows(s->xb, s->x, w->rms_att_weight + (size_t)l * dim, T, dim);
 
-        // qkv matmuls; k and v go straight into the cache rows pos..pos+T-1
-        float *k = s->key_cache + loff + (size_t)pos * kv_dim;
-        float *v = s->value_cache + loff + (size_t)pos * kv_dim;
+        // qkv matmuls
         quantize(xq, xs, s->xb, T, dim, gs);
         matmul(s->q, xq, xs, w->wq + l, T, dim, dim, gs);
-        matmul(k, xq, xs, w->wk + l, T, dim, kv_dim, gs);
-        matmul(v, xq, xs, w->wv + l, T, dim, kv_dim, gs);
+        matmul(s->k, xq, xs, w->wk + l, T, dim, kv_dim, gs);
+        matmul(s->v, xq, xs, w->wv + l, T, dim, kv_dim, gs);
 
         // RoPE and multihead causal attention (llama2.h)
-        attention(s->xb, s->q, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
+        attention(s->xb, s->q, s->k, s->v, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
         quantize(xq, xs, s->xb, T, dim, gs);

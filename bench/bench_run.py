@@ -7,6 +7,7 @@ the time to encode a 20,000-character Chinese prompt.
 
     python3 bench/bench_run.py            # or: make bench
     python3 bench/bench_run.py --runs=3 --models=zh-15M
+    python3 bench/bench_run.py --exe-dir=/tmp/old   # time run/runq built elsewhere (say, before a change)
 Not a test: timings depend on the machine and on whatever else runs on it.
 """
 
@@ -73,9 +74,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--models", default="zh-15M,zh-110M")
+    ap.add_argument("--exe-dir", help="time the run and runq in this directory instead of building them")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    subprocess.run(["make", "-C", str(REPO), "run"], check=True, capture_output=True)
+    exe_dir = Path(args.exe_dir) if args.exe_dir else REPO
+    if not args.exe_dir:
+        subprocess.run(["make", "-C", str(REPO), "run"], check=True, capture_output=True)
     tok, sp_model = make_tokenizer()
     import sentencepiece as spm
     from tinystories import generate_stories
@@ -97,7 +101,7 @@ def main():
     for name in args.models.split(","):
         paths = make_models(name)
         for runner, v in (("run", 0), ("runq", 2)):
-            exe = REPO / runner
+            exe = exe_dir / runner
             base = [exe, paths[v], "-z", tok, "-t", 0]
 
             def gen(threads):
@@ -113,9 +117,9 @@ def main():
                    median_of(args.runs, lambda: prefill(0)), median_of(args.runs, lambda: prefill(1))]
             print(f"| {name} | {runner} | " + " | ".join(f"{x:.0f}" for x in row) + " |", flush=True)
     paths = make_models(args.models.split(",")[0])
-    err = run([REPO / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)
+    err = run([exe_dir / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)
     ms = median_of(args.runs, lambda: float(re.search(r"in ([0-9.]+) ms", run(
-        [REPO / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)).group(1)))
+        [exe_dir / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)).group(1)))
     n_tok = re.search(r"into (\d+) tokens", err).group(1)
     print()
     print(f"encoding a {len(long_prompt)}-character Chinese prompt ({n_tok} tokens): {ms:.2f} ms")
