@@ -14,9 +14,10 @@ OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/
 NATIVE := $(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
 
 .PHONY: run runportable rundebug runfast runomp rungnu runompgnu win64 testc bench
+# -funroll-loops: +5% on the kernels' short fixed-size loops (measured on zh-15M, Zen 2)
 run: $(C_SOURCES)
-	$(CC) -O3 $(NATIVE) $(OMP) -o run run.c -lm
-	$(CC) -O3 $(NATIVE) $(OMP) -o runq runq.c -lm
+	$(CC) -O3 -funroll-loops $(NATIVE) $(OMP) -o run run.c -lm
+	$(CC) -O3 -funroll-loops $(NATIVE) $(OMP) -o runq runq.c -lm
 
 runportable: $(C_SOURCES)
 	$(CC) -O3 -o run run.c -lm
