@@ -25,27 +25,39 @@
 #include <string.h>
 
 #define N_CODEPOINTS 0x110000
+#define NORMAL 1 // sentencepiece's piece type of the pieces text is made of
 
 typedef struct {
     uint64_t key; // pair_key(left, right); 0 marks an empty slot
-    int32_t id;   // the merged piece
+    int32_t id;   // the piece left + right, or -1
     float score;  // its score: the higher, the earlier it merges
+    int join;     // left and right are characters that sit next to each other inside some piece
 } Pair;
 
 typedef struct {
     int32_t *char_id;  // codepoint -> id of its one-character piece, or -1
-    Pair *pairs;       // every way to write a piece as two pieces; open addressing
-    uint64_t pair_mask;
-    uint64_t *joins;   // pair_key of two characters adjacent inside some piece; open addressing
-    uint64_t join_mask;
+    Pair *pairs;       // open addressing, a power-of-two number of slots
+    uint64_t mask;
     int32_t byte_id[256];
     int add_dummy_prefix, remove_extra_whitespaces;
 } BPE;
 
 // ----------------------------------------------------------------------------
-// the vocabulary, as prepared by tokenizer.py
+// UTF-8 and hashing
 
-static uint64_t pair_key(int32_t left, int32_t right) { return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1; }
+// Length in bytes of the UTF-8 character at s, and its codepoint (-1 for a stray byte).
+static int char_len(const unsigned char *s, size_t left, int32_t *cp) {
+    unsigned c = s[0];
+    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
+    if ((size_t)n > left) n = 1;
+    for (int i = 1; i < n; i++)
+        if ((s[i] & 0xC0) != 0x80) n = 1;
+    *cp = n == 1 ? (c < 0x80 ? (int32_t)c : -1) : n == 2 ? (int32_t)(c & 0x1F) << 6 | (s[1] & 0x3F)
+        : n == 3 ? (int32_t)(c & 0x0F) << 12 | (s[1] & 0x3F) << 6 | (s[2] & 0x3F)
+        : (int32_t)(c & 0x07) << 18 | (s[1] & 0x3F) << 12 | (s[2] & 0x3F) << 6 | (s[3] & 0x3F);
+    if (*cp >= N_CODEPOINTS) *cp = -1;
+    return n;
+}
 
 static uint64_t hash64(uint64_t key) { // murmur3's finalizer: every key bit reaches the low bits
     key ^= key >> 33;
@@ -54,64 +66,98 @@ static uint64_t hash64(uint64_t key) { // murmur3's finalizer: every key bit rea
     return key;
 }
 
-static const Pair *find_pair(const BPE *b, int32_t left, int32_t right) {
-    uint64_t key = pair_key(left, right);
-    for (uint64_t i = hash64(key) & b->pair_mask;; i = (i + 1) & b->pair_mask) {
-        if (b->pairs[i].key == key) return &b->pairs[i];
-        if (b->pairs[i].key == 0) return NULL;
-    }
-}
-
-static int joinable(const BPE *b, int32_t left, int32_t right) {
-    if (left < 0 || right < 0) return 0;
-    uint64_t key = pair_key(left, right);
-    for (uint64_t i = hash64(key) & b->join_mask;; i = (i + 1) & b->join_mask) {
-        if (b->joins[i] == key) return 1;
-        if (b->joins[i] == 0) return 0;
-    }
-}
-
-static uint64_t table_size(int n) { // a power of two, at most half full
+static uint64_t table_size(uint64_t n) { // a power of two, at most half full
     uint64_t slots = 16;
-    while (slots < 2 * (uint64_t)n) slots <<= 1;
+    while (slots < 2 * n) slots <<= 1;
     return slots;
+}
+
+static uint64_t pair_key(int32_t left, int32_t right) { return ((uint64_t)(uint32_t)left << 32 | (uint32_t)right) + 1; }
+
+// The slot of (left, right): its entry, or the empty slot where it would go.
+static Pair *pair_slot(const BPE *b, int32_t left, int32_t right) {
+    uint64_t key = pair_key(left, right), i = hash64(key) & b->mask;
+    while (b->pairs[i].key != 0 && b->pairs[i].key != key) i = (i + 1) & b->mask;
+    return &b->pairs[i];
+}
+
+static Pair *add_pair(BPE *b, int32_t left, int32_t right) {
+    Pair *p = pair_slot(b, left, right);
+    if (p->key == 0) *p = (Pair){pair_key(left, right), -1, 0.0f, 0};
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// the vocabulary
+
+typedef struct { const unsigned char *s; int32_t len, id; } Str; // id -1 marks an empty slot
+
+// The slot of the string s[0..n) in a table of the normal pieces (used while building only).
+static Str *str_slot(Str *t, uint64_t mask, const unsigned char *s, int n) {
+    uint64_t h = 0xCBF29CE484222325ull;
+    for (int i = 0; i < n; i++) h = (h ^ s[i]) * 0x100000001B3ull;
+    uint64_t i = hash64(h) & mask;
+    while (t[i].id >= 0 && !(t[i].len == n && memcmp(t[i].s, s, n) == 0)) i = (i + 1) & mask;
+    return &t[i];
 }
 
 void bpe_free(BPE *b) {
     if (!b) return;
-    free(b->char_id); free(b->pairs); free(b->joins);
+    free(b->char_id); free(b->pairs);
     free(b);
 }
 
-/* chars/char_ids: the one-character pieces; left/right/merged/scores: every way of writing a
-   piece as two pieces; join_left/join_right: the ids of two characters adjacent inside a piece;
-   byte_ids: the ids of <0x00>..<0xFF>. Returns NULL when out of memory. */
-BPE *bpe_new(int n_chars, const int32_t *chars, const int32_t *char_ids,
-             int n_pairs, const int32_t *left, const int32_t *right, const int32_t *merged, const float *scores,
-             int n_joins, const int32_t *join_left, const int32_t *join_right,
-             const int32_t *byte_ids, int add_dummy_prefix, int remove_extra_whitespaces) {
+/* The n pieces of a sentencepiece model: piece i is the UTF-8 bytes blob[offsets[i] ..
+   offsets[i + 1]), with its score and type; byte_ids are the ids of <0x00>..<0xFF>. From the
+   normal pieces it builds the codepoint table and the (left, right) table: every way to write a
+   piece as two pieces, and every two characters adjacent inside a piece. Returns NULL when out of
+   memory, or when a piece holds a character that is no piece (its id then in *bad_piece). */
+BPE *bpe_new(int n, const unsigned char *blob, const int64_t *offsets, const float *scores, const int32_t *types,
+             const int32_t *byte_ids, int add_dummy_prefix, int remove_extra_whitespaces, int32_t *bad_piece) {
+    *bad_piece = -1;
+    uint64_t boundaries = 0; // places between two characters inside a piece: two entries each at most
+    for (int i = 0; i < n; i++) boundaries += (uint64_t)(offsets[i + 1] - offsets[i]);
+    uint64_t str_mask = table_size((uint64_t)n) - 1;
     BPE *b = calloc(1, sizeof(BPE));
-    if (!b) return NULL;
-    uint64_t pslots = table_size(n_pairs), jslots = table_size(n_joins);
-    b->pair_mask = pslots - 1;
-    b->join_mask = jslots - 1;
+    Str *strs = malloc((str_mask + 1) * sizeof(Str));
+    if (!b || !strs) { free(strs); bpe_free(b); return NULL; }
+    b->mask = table_size(2 * boundaries) - 1;
     b->char_id = malloc(N_CODEPOINTS * sizeof(int32_t));
-    b->pairs = calloc(pslots, sizeof(Pair));
-    b->joins = calloc(jslots, sizeof(uint64_t));
-    if (!b->char_id || !b->pairs || !b->joins) { bpe_free(b); return NULL; }
+    b->pairs = calloc(b->mask + 1, sizeof(Pair));
+    if (!b->char_id || !b->pairs) { free(strs); bpe_free(b); return NULL; }
     memset(b->char_id, 0xff, N_CODEPOINTS * sizeof(int32_t)); // all -1
-    for (int i = 0; i < n_chars; i++)
-        if (chars[i] >= 0 && chars[i] < N_CODEPOINTS) b->char_id[chars[i]] = char_ids[i];
-    for (int i = 0; i < n_pairs; i++) {
-        uint64_t key = pair_key(left[i], right[i]), s = hash64(key) & b->pair_mask;
-        while (b->pairs[s].key != 0 && b->pairs[s].key != key) s = (s + 1) & b->pair_mask;
-        b->pairs[s] = (Pair){key, merged[i], scores[i]};
+    memset(strs, 0xff, (str_mask + 1) * sizeof(Str));         // all ids -1
+    for (int i = 0; i < n; i++) {
+        if (types[i] != NORMAL) continue;
+        const unsigned char *s = blob + offsets[i];
+        int len = (int)(offsets[i + 1] - offsets[i]);
+        *str_slot(strs, str_mask, s, len) = (Str){s, len, i};
+        int32_t cp;
+        if (len > 0 && char_len(s, len, &cp) == len && cp >= 0) b->char_id[cp] = i;
     }
-    for (int i = 0; i < n_joins; i++) {
-        uint64_t key = pair_key(join_left[i], join_right[i]), s = hash64(key) & b->join_mask;
-        while (b->joins[s] != 0 && b->joins[s] != key) s = (s + 1) & b->join_mask;
-        b->joins[s] = key;
+    for (int i = 0; i < n && *bad_piece < 0; i++) {
+        if (types[i] != NORMAL) continue;
+        const unsigned char *s = blob + offsets[i];
+        int len = (int)(offsets[i + 1] - offsets[i]), prev = -1;
+        for (int k = 0; k < len;) {
+            int32_t cp;
+            int cl = char_len(s + k, len - k, &cp), cid = cp >= 0 ? b->char_id[cp] : -1;
+            if (cid < 0) { *bad_piece = i; break; }
+            if (k > 0) {
+                add_pair(b, prev, cid)->join = 1; // no merge ever joins two characters not marked so
+                const Str *l = str_slot(strs, str_mask, s, k), *r = str_slot(strs, str_mask, s + k, len - k);
+                if (l->id >= 0 && r->id >= 0) {
+                    Pair *p = add_pair(b, l->id, r->id);
+                    p->id = i;
+                    p->score = scores[i];
+                }
+            }
+            prev = cid;
+            k += cl;
+        }
     }
+    free(strs);
+    if (*bad_piece >= 0) { bpe_free(b); return NULL; }
     memcpy(b->byte_id, byte_ids, sizeof(b->byte_id));
     b->add_dummy_prefix = add_dummy_prefix;
     b->remove_extra_whitespaces = remove_extra_whitespaces;
@@ -200,8 +246,8 @@ static Candidate heap_pop(Candidate *h, int *n) {
 static void push_candidate(const BPE *b, const Symbol *s, int left, Candidate *heap, int *nheap) {
     int right = s[left].next;
     if (right < 0) return;
-    const Pair *p = find_pair(b, s[left].id, s[right].id);
-    if (p) heap_push(heap, nheap, (Candidate){p->score, left, right, s[left].len + s[right].len, p->id});
+    const Pair *p = pair_slot(b, s[left].id, s[right].id);
+    if (p->key != 0 && p->id >= 0) heap_push(heap, nheap, (Candidate){p->score, left, right, s[left].len + s[right].len, p->id});
 }
 
 // Merges the n character ids in cid; writes the piece ids to out and returns how many, -1 if out of memory.
@@ -287,19 +333,6 @@ static const int32_t *encode_segment(const BPE *b, Scratch *w, const int32_t *ci
 // ----------------------------------------------------------------------------
 // normalizing and encoding one document
 
-// Length in bytes of the UTF-8 character at s, and its codepoint (-1 for a stray byte).
-static int char_len(const unsigned char *s, size_t left, int32_t *cp) {
-    unsigned c = s[0];
-    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if ((size_t)n > left) n = 1;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) n = 1;
-    *cp = n == 1 ? (c < 0x80 ? (int32_t)c : -1) : n == 2 ? (int32_t)(c & 0x1F) << 6 | (s[1] & 0x3F)
-        : n == 3 ? (int32_t)(c & 0x0F) << 12 | (s[1] & 0x3F) << 6 | (s[2] & 0x3F)
-        : (int32_t)(c & 0x07) << 18 | (s[1] & 0x3F) << 12 | (s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-    return n;
-}
-
 // The identity normalizer: writes the normalized text to out (room for 3n + 3 bytes), returns its
 // length. With remove_extra_whitespaces: no leading spaces, one per run of spaces, no trailing "▁".
 static size_t normalize(const BPE *b, const unsigned char *in, size_t n, unsigned char *out) {
@@ -339,14 +372,14 @@ static long encode_doc(const BPE *b, Scratch *w, const unsigned char *in, size_t
     for (size_t i = 0; i < m;) {
         int32_t cp;
         int len = char_len(text + i, m - i, &cp);
-        w->cid[nc] = cp >= 0 && cp < N_CODEPOINTS ? b->char_id[cp] : -1;
+        w->cid[nc] = cp >= 0 ? b->char_id[cp] : -1;
         w->cstart[nc++] = (int32_t)i;
         i += len;
     }
     w->cstart[nc] = (int32_t)m;
     long k = 0;
     for (int s = 0, e; s < nc; s = e) {
-        for (e = s + 1; e < nc && joinable(b, w->cid[e - 1], w->cid[e]); e++) {}
+        for (e = s + 1; e < nc && w->cid[e - 1] >= 0 && w->cid[e] >= 0 && pair_slot(b, w->cid[e - 1], w->cid[e])->join; e++) {}
         if (w->cid[s] < 0) { // a character that is no piece (never part of a longer segment): its bytes
             for (int j = w->cstart[s]; j < w->cstart[s + 1]; j++) out[k++] = (uint16_t)b->byte_id[text[j]];
         } else if (e - s == 1) {

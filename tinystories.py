@@ -463,32 +463,33 @@ def _fit_characters(texts, vocab_size):
     return [piece for t in texts for piece in cut.split(t) if piece.strip()]
 
 
-def train_sp_model(texts, prefix, vocab_size, num_threads=None, quiet=False):
+def train_sp_model(texts, prefix, vocab_size, num_threads=None, quiet=False, **overrides):
     """Train a sentencepiece BPE model on a list of strings; writes {prefix}.model and {prefix}.vocab.
-    The one place where the project's tokenizer settings live (train_vocab and the tests use it)."""
+    The one place where the project's tokenizer settings live (train_vocab and the tests use it);
+    overrides replace some of them (the tests of bpe.c try other normalizer settings)."""
     import sentencepiece as spm
     if vocab_size > 65535:
         raise UserError(f"vocab_size={vocab_size} does not fit in the uint16 shards (max 65535)")
     texts = _fit_characters([t for t in texts if t.strip()], vocab_size)
     if not texts:
         raise UserError("no text to train the vocabulary on")
+    settings = dict(
+        model_type="bpe",
+        vocab_size=vocab_size,
+        character_coverage=0.9995,  # the rarest characters go to byte tokens
+        num_threads=num_threads or min(2, os.cpu_count() or 1),
+        split_digits=True,
+        allow_whitespace_only_pieces=True,
+        byte_fallback=True,
+        unk_surface=r" \342\201\207 ",
+        normalization_rule_name="identity",
+        remove_extra_whitespaces=False,  # keep the text as it is, so decode(encode(s)) == s
+        max_sentence_length=1 << 16,
+        minloglevel=2 if quiet else 1,  # warnings only: its per-merge log runs to thousands of lines
+    )
+    settings.update(overrides)
     try:
-        spm.SentencePieceTrainer.train(
-            sentence_iterator=iter(texts),
-            model_prefix=prefix,
-            model_type="bpe",
-            vocab_size=vocab_size,
-            character_coverage=0.9995,  # the rarest characters go to byte tokens
-            num_threads=num_threads or min(2, os.cpu_count() or 1),
-            split_digits=True,
-            allow_whitespace_only_pieces=True,
-            byte_fallback=True,
-            unk_surface=r" \342\201\207 ",
-            normalization_rule_name="identity",
-            remove_extra_whitespaces=False,  # keep the text as it is, so decode(encode(s)) == s
-            max_sentence_length=1 << 16,
-            minloglevel=2 if quiet else 1,  # warnings only: its per-merge log runs to thousands of lines
-        )
+        spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=prefix, **settings)
     except RuntimeError as e:
         raise UserError(f"sentencepiece training failed: {str(e).splitlines()[0]}") from None
     return prefix + ".model"
@@ -771,49 +772,43 @@ def _jsonl_fast(raw):
     return objs, bool(re.search(r"\\u[dD][89abAB]", text))  # lone surrogates only come from escapes
 
 
+def _values(path):
+    """(JSON value or text, check) for every document in one file; the value is None for a line or
+    file that does not parse. check says whether strings may hold lone surrogates (see _text_of)."""
+    with open(path, "rb") as f:
+        raw = f.read()
+    if path.endswith(".jsonl"):
+        fast = _jsonl_fast(raw)
+        if fast is not None:
+            objs, check = fast
+            for obj in objs:
+                yield obj, check
+            return
+        for line in raw.split(b"\n"):
+            if line.strip():
+                try:
+                    yield json.loads(line.decode("utf-8")), True
+                except (UnicodeDecodeError, ValueError):
+                    yield None, True
+        return
+    try:
+        docs = json.loads(raw.decode("utf-8")) if path.endswith(".json") else [raw.decode("utf-8")]
+    except (UnicodeDecodeError, ValueError):
+        yield None, True
+        return
+    for d in docs if isinstance(docs, list) else [docs]:
+        yield d, True
+
+
 def iter_documents(files, stats):
     """Yield the stories in files; malformed or non-UTF-8 lines/files are skipped and counted in stats."""
     for path in files:
-        if path.endswith(".jsonl"):
-            with open(path, "rb") as f:
-                raw = f.read()
-            fast = _jsonl_fast(raw)
-            if fast is not None:
-                objs, check = fast
-                for obj in objs:
-                    text = _text_of(obj, check)
-                    if text is None:
-                        stats["bad"] = stats.get("bad", 0) + 1
-                    elif text := text.strip():
-                        yield text
-                continue
-            for line in raw.split(b"\n"):
-                if not line.strip():
-                    continue
-                try:
-                    text = _text_of(json.loads(line.decode("utf-8")))
-                except (UnicodeDecodeError, ValueError):
-                    text = None
-                if text is None:
-                    stats["bad"] = stats.get("bad", 0) + 1
-                elif text.strip():
-                    yield text.strip()
-        else:
-            try:
-                with open(path, "rb") as f:
-                    raw = f.read().decode("utf-8")
-                docs = json.loads(raw) if path.endswith(".json") else [raw]
-                if not isinstance(docs, list):
-                    docs = [docs]
-            except (UnicodeDecodeError, ValueError):
+        for value, check in _values(path):
+            text = _text_of(value, check)
+            if text is None:
                 stats["bad"] = stats.get("bad", 0) + 1
-                continue
-            for d in docs:
-                text = _text_of(d)
-                if text is None:
-                    stats["bad"] = stats.get("bad", 0) + 1
-                elif text.strip():
-                    yield text.strip()
+            elif text := text.strip():
+                yield text
 
 
 def _source_dir(data_root, data_dir):
@@ -856,15 +851,20 @@ def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=2
     print(f"wrote {prefix}.model and {prefix}.vocab in {time.time() - t0:.1f}s")
 
 
-_ENCODERS = {}  # per process: model path -> (sentencepiece processor, bpe.c FastEncoder or None, why not)
+_ENCODERS = {}  # model path -> (sentencepiece processor, bpe.c FastEncoder or None, why not), per pretokenize call
+
+
+def _make_encoders(model_path, sp=None, encoder="auto"):
+    import sentencepiece as spm
+    from tokenizer import fast_encoder
+    sp = sp or spm.SentencePieceProcessor(model_file=model_path)
+    return (sp,) + (fast_encoder(model_path, sp) if encoder != "sentencepiece" else (None, "--encoder=sentencepiece"))
 
 
 def _encoders(model_path):
-    """This process's encoders for model_path, made once (a forked pool worker inherits the parent's)."""
+    """A pool worker's encoders: pretokenize's own when forked, else made once in this process."""
     if model_path not in _ENCODERS:
-        import sentencepiece as spm
-        from tokenizer import fast_encoder
-        _ENCODERS[model_path] = (spm.SentencePieceProcessor(model_file=model_path),) + fast_encoder(model_path)
+        _ENCODERS[model_path] = _make_encoders(model_path)
     return _ENCODERS[model_path]
 
 
@@ -893,15 +893,9 @@ def encode_shard_fast(enc, texts, threads=1, name="?"):
     """As encode_shard, with bpe.c (tokenizer.fast_encoder) on `threads` threads (it releases the GIL).
     A sample of the stories is checked against sentencepiece; on any difference the texts are encoded
     again by sentencepiece, so a bug in bpe.c could slow pretokenize down but never change a shard."""
-    chunks, start, size = [], 0, 0
-    for i, t in enumerate(texts):
-        size += len(t)
-        if size >= FAST_CHUNK or i == len(texts) - 1:
-            chunks.append(texts[start:i + 1])
-            start, size = i + 1, 0
-    if threads > 1 and len(chunks) < threads <= len(texts):  # a small file: split it anyway
-        step = -(-len(texts) // threads)
-        chunks = [texts[i:i + step] for i in range(0, len(texts), step)]
+    n_chunks = max(threads, -(-sum(map(len, texts)) // FAST_CHUNK))  # at least one per thread
+    step = max(1, -(-len(texts) // n_chunks))
+    chunks = [texts[i:i + step] for i in range(0, len(texts), step)]
     if threads > 1 and len(chunks) > 1:
         with ThreadPoolExecutor(max_workers=threads) as pool:
             parts = list(pool.map(enc.encode_docs, chunks))
@@ -969,10 +963,12 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     workers = max(1, min(cpus, len(files)))
     threads = max(1, cpus // workers)
     t0 = time.time()
-    _, fast, why_not = _encoders(model_path)  # made before the pool, so forked workers inherit it
+    _ENCODERS.clear()  # made afresh for every call (the model file may have changed); forked workers inherit them
+    _ENCODERS[model_path] = _make_encoders(model_path, sp, encoder)
+    _, fast, why_not = _ENCODERS[model_path]
     if encoder == "bpe" and not fast:
         raise UserError(f"--encoder=bpe: bpe.c cannot encode with {model_path}: {why_not}")
-    use_fast = bool(fast) and encoder != "sentencepiece"
+    use_fast = fast is not None
     if not use_fast and encoder == "auto":
         print(f"encoding with sentencepiece: {why_not}")
     encoder = "bpe.c" if use_fast else "sentencepiece"

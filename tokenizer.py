@@ -121,6 +121,20 @@ def _proto_fields(buf):
             raise ValueError(f"unsupported protobuf wire type {wire}")
 
 
+def _read_piece(m):
+    """A SentencePiece message {piece = 1, score = 2, type = 3} as a dict. sentencepiece writes them
+    as 0x0A len piece 0x15 float [0x18 type]: read that layout directly (a model has tens of
+    thousands), anything else field by field."""
+    n = m[1] if len(m) > 1 else 0x80
+    if m[0] == 0x0A and n < 0x80 and len(m) in (7 + n, 9 + n) and m[2 + n] == 0x15 and \
+            (len(m) == 7 + n or (m[7 + n] == 0x18 and m[8 + n] < 0x80)):
+        return dict(piece=m[2:2 + n].decode("utf-8"), score=struct.unpack_from("<f", m, 3 + n)[0],
+                    type=m[8 + n] if len(m) == 9 + n else NORMAL)
+    f = {1: b"", 2: bytes(4), 3: NORMAL}
+    f.update(_proto_fields(m))
+    return dict(piece=f[1].decode("utf-8"), score=struct.unpack("<f", f[2])[0], type=f[3])
+
+
 def read_model_spec(model_path):
     """The parts of a sentencepiece ModelProto that decide how text is encoded: pieces (string,
     score, type), model_type and treat_whitespace_as_suffix (TrainerSpec), and the normalizer."""
@@ -130,16 +144,8 @@ def read_model_spec(model_path):
     spec = dict(model_type=1, treat_whitespace_as_suffix=0, normalizer_name="", charsmap=b"",
                 add_dummy_prefix=1, remove_extra_whitespaces=1, escape_whitespaces=1)  # proto defaults
     for field, value in _proto_fields(buf):
-        if field == 1:  # SentencePiece {piece = 1, score = 2, type = 3}
-            p = dict(piece="", score=0.0, type=NORMAL)
-            for f, v in _proto_fields(value):
-                if f == 1:
-                    p["piece"] = v.decode("utf-8")
-                elif f == 2:
-                    p["score"] = struct.unpack("<f", v)[0]
-                elif f == 3:
-                    p["type"] = v
-            pieces.append(p)
+        if field == 1:
+            pieces.append(_read_piece(value))
         elif field == 2:  # TrainerSpec
             for f, v in _proto_fields(value):
                 if f == 3:
@@ -190,16 +196,16 @@ def _load_lib():
     lib = ctypes.CDLL(LIBBPE)
     P, i32 = ctypes.c_void_p, ctypes.c_int
     lib.bpe_new.restype = P
-    lib.bpe_new.argtypes = [i32, P, P, i32, P, P, P, P, i32, P, P, P, i32, i32]
+    lib.bpe_new.argtypes = [i32, ctypes.c_char_p, P, P, P, P, i32, i32, P]
     lib.bpe_free.argtypes = [P]
     lib.bpe_encode.restype = ctypes.c_long
     lib.bpe_encode.argtypes = [P, ctypes.c_char_p, P, i32, i32, i32, P, ctypes.c_long]
     return lib
 
 
-def fast_encoder(model_path):
+def fast_encoder(model_path, sp=None):
     """(FastEncoder, None) when bpe.c can encode with this model exactly as sentencepiece does,
-    else (None, the reason)."""
+    else (None, the reason). sp: the model's SentencePieceProcessor, if already loaded."""
     if not os.path.isfile(LIBBPE):
         return None, "libbpe.so is not built (make bpe)"
     try:
@@ -210,7 +216,7 @@ def fast_encoder(model_path):
         spec = read_model_spec(model_path)
     except (OSError, ValueError, UnicodeDecodeError) as e:
         return None, f"cannot read {model_path}: {e}"
-    sp = SentencePieceProcessor(model_file=model_path)
+    sp = sp or SentencePieceProcessor(model_file=model_path)
     pieces = spec["pieces"]
     if spec["model_type"] != 2:
         return None, "not a BPE model"
@@ -225,38 +231,26 @@ def fast_encoder(model_path):
     types = [p["type"] for p in pieces]
     if USER_DEFINED in types or UNUSED in types:
         return None, "user-defined or unused pieces"
-    for i, p in enumerate(pieces):  # the hand-read proto must agree with sentencepiece itself
-        if (p["piece"] != sp.id_to_piece(i) or (p["type"] == BYTE) != sp.is_byte(i)
-                or (p["type"] == CONTROL) != sp.is_control(i) or (p["type"] == UNKNOWN) != sp.is_unknown(i)):
-            return None, "pieces do not match sentencepiece's"
+    if [p["piece"] for p in pieces] != sp.id_to_piece(list(range(len(pieces)))):  # the hand-read proto agrees
+        return None, "pieces do not match sentencepiece's"
     byte_ids = [-1] * 256
     for i, p in enumerate(pieces):
         if p["type"] == BYTE and len(p["piece"]) == 6 and p["piece"].startswith("<0x"):
             byte_ids[int(p["piece"][3:5], 16)] = i
     if -1 in byte_ids:
         return None, "no byte fallback pieces"
-    normal = {p["piece"]: i for i, p in enumerate(pieces) if p["type"] == NORMAL}
-    chars = [(ord(s), i) for s, i in normal.items() if len(s) == 1]
-    left, right, merged, scores, joins = [], [], [], [], set()
-    for s, i in normal.items():
-        if len(s) > 1 and any(c not in normal for c in s):
-            return None, f"piece {s!r} holds a character that is no piece"
-        for k in range(1, len(s)):
-            joins.add((normal[s[k - 1]], normal[s[k]]))  # no merge ever joins two characters not in here
-            if s[:k] in normal and s[k:] in normal:
-                left.append(normal[s[:k]]); right.append(normal[s[k:]])
-                merged.append(i); scores.append(pieces[i]["score"])
-    arr = lambda xs, t=np.int32: np.ascontiguousarray(xs, dtype=t)
-    c_chars, c_ids = arr([c for c, _ in chars]), arr([i for _, i in chars])
-    c_left, c_right, c_merged, c_scores = arr(left), arr(right), arr(merged), arr(scores, np.float32)
-    joins = sorted(joins)
-    c_jl, c_jr, c_bytes = arr([a for a, _ in joins]), arr([b for _, b in joins]), arr(byte_ids)
-    handle = lib.bpe_new(len(chars), c_chars.ctypes.data, c_ids.ctypes.data, len(left), c_left.ctypes.data,
-                         c_right.ctypes.data, c_merged.ctypes.data, c_scores.ctypes.data, len(joins),
-                         c_jl.ctypes.data, c_jr.ctypes.data, c_bytes.ctypes.data,
-                         int(bool(spec["add_dummy_prefix"])), int(bool(spec["remove_extra_whitespaces"])))
+    blobs = [p["piece"].encode("utf-8") for p in pieces]
+    offsets = np.zeros(len(blobs) + 1, dtype=np.int64)
+    np.cumsum([len(x) for x in blobs], out=offsets[1:])
+    scores = np.array([p["score"] for p in pieces], dtype=np.float32)
+    types, c_bytes = np.array(types, dtype=np.int32), np.array(byte_ids, dtype=np.int32)
+    bad = ctypes.c_int32(-1)
+    handle = lib.bpe_new(len(pieces), b"".join(blobs), offsets.ctypes.data, scores.ctypes.data, types.ctypes.data,
+                         c_bytes.ctypes.data, int(bool(spec["add_dummy_prefix"])),
+                         int(bool(spec["remove_extra_whitespaces"])), ctypes.byref(bad))
     if not handle:
-        return None, "out of memory"
+        return None, (f"piece {pieces[bad.value]['piece']!r} holds a character that is no piece" if bad.value >= 0
+                      else "out of memory")
     return FastEncoder(lib, handle, sp), None
 
 

@@ -105,15 +105,9 @@ def sp_ids(sp, texts):
     return [t for s in texts for t in [sp.bos_id()] + sp.encode(s) + [sp.eos_id()]]
 
 
-def train(tmp_path, texts, name, **kw):
-    """A small sentencepiece model with our settings, or others given in kw."""
-    args = dict(model_type="bpe", vocab_size=400, character_coverage=0.9995, byte_fallback=True, split_digits=True,
-                allow_whitespace_only_pieces=True, normalization_rule_name="identity",
-                remove_extra_whitespaces=False, num_threads=1, minloglevel=2)
-    args.update(kw)
-    texts = tinystories._fit_characters(texts, args["vocab_size"])  # the rarest characters become bytes
-    spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=str(tmp_path / name), **args)
-    return str(tmp_path / f"{name}.model")
+def train(tmp_path, texts, name, vocab_size=400, **kw):
+    """A small sentencepiece model with our settings (tinystories.train_sp_model), or others given in kw."""
+    return tinystories.train_sp_model(texts, str(tmp_path / name), vocab_size, num_threads=1, quiet=True, **kw)
 
 
 def test_fast_encoder_equals_sentencepiece(sp_model, zh_stories, libbpe):
