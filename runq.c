@@ -51,12 +51,16 @@ struct Transformer {
 static size_t scale_at(size_t r, size_t g, size_t ngroups) { return (r / 4 * ngroups + g) * 4 + r % 4; }
 
 // Points n tensors of (rows, cols) values each at the file and copies their scales, advancing
-// *ptr past both.
-static QuantizedTensor *init_quantized_tensors(QuantizedTensor *out, const unsigned char **ptr, int n,
-                                               size_t rows, size_t cols, int gs) {
+// *ptr past both. Values are round(w / (max|w| / 127)), so -128 never occurs in a real file; the
+// SIMD kernels rely on it (they negate weights: -(-128) does not fit in an int8).
+static QuantizedTensor *init_quantized_tensors(const char *path, QuantizedTensor *out, const unsigned char **ptr,
+                                               int n, size_t rows, size_t cols, int gs) {
     size_t ngroups = cols / gs;
     for (int i = 0; i < n; i++) {
         out[i].q = (const int8_t *)*ptr;
+        int8_t low = 0;
+        for (size_t k = 0; k < rows * cols; k++) low = out[i].q[k] < low ? out[i].q[k] : low;
+        if (low == -128) die("%s: an int8 weight is -128: not a valid version 2 checkpoint (values are in [-127, 127])", path);
         *ptr += rows * cols;
         out[i].s = xcalloc((rows + 3) / 4 * 4 * ngroups, sizeof(float), "scales"); // zeros pad the last tile
         for (size_t r = 0; r < rows; r++)
@@ -75,7 +79,8 @@ static void dequantize(const QuantizedTensor *qx, float *x, size_t rows, size_t 
         }
 }
 
-static void memory_map_weights(TransformerWeights *w, const Config *p, const unsigned char *ptr, int shared, int gs) {
+static void memory_map_weights(const char *path, TransformerWeights *w, const Config *p, const unsigned char *ptr,
+                               int shared, int gs) {
     size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim, V = p->vocab_size;
     size_t kv = p->n_kv_heads * hs;
     const float *fptr = (const float *)ptr; // the header is 256 bytes, so this is aligned
@@ -86,15 +91,15 @@ static void memory_map_weights(TransformerWeights *w, const Config *p, const uns
     w->n_tensors = 1 + 7 * L + !shared;
     w->all = xcalloc(w->n_tensors, sizeof(QuantizedTensor), "the model");
     QuantizedTensor *next = w->all;
-    QuantizedTensor *emb = init_quantized_tensors(next, &ptr, 1, V, dim, gs); next += 1;
-    w->wq = init_quantized_tensors(next, &ptr, L, dim, dim, gs); next += L;
-    w->wk = init_quantized_tensors(next, &ptr, L, kv, dim, gs); next += L;
-    w->wv = init_quantized_tensors(next, &ptr, L, kv, dim, gs); next += L;
-    w->wo = init_quantized_tensors(next, &ptr, L, dim, dim, gs); next += L;
-    w->w1 = init_quantized_tensors(next, &ptr, L, hid, dim, gs); next += L;
-    w->w2 = init_quantized_tensors(next, &ptr, L, dim, hid, gs); next += L;
-    w->w3 = init_quantized_tensors(next, &ptr, L, hid, dim, gs); next += L;
-    w->wcls = shared ? emb : init_quantized_tensors(next, &ptr, 1, V, dim, gs);
+    QuantizedTensor *emb = init_quantized_tensors(path, next, &ptr, 1, V, dim, gs); next += 1;
+    w->wq = init_quantized_tensors(path, next, &ptr, L, dim, dim, gs); next += L;
+    w->wk = init_quantized_tensors(path, next, &ptr, L, kv, dim, gs); next += L;
+    w->wv = init_quantized_tensors(path, next, &ptr, L, kv, dim, gs); next += L;
+    w->wo = init_quantized_tensors(path, next, &ptr, L, dim, dim, gs); next += L;
+    w->w1 = init_quantized_tensors(path, next, &ptr, L, hid, dim, gs); next += L;
+    w->w2 = init_quantized_tensors(path, next, &ptr, L, dim, hid, gs); next += L;
+    w->w3 = init_quantized_tensors(path, next, &ptr, L, hid, dim, gs); next += L;
+    w->wcls = shared ? emb : init_quantized_tensors(path, next, &ptr, 1, V, dim, gs);
     w->token_embedding_table = xcalloc(V * dim, sizeof(float), "the token embedding");
     dequantize(emb, w->token_embedding_table, V, dim, gs);
 }
@@ -108,7 +113,8 @@ static Transformer *build_transformer(const char *checkpoint_path) {
     check_file_size(checkpoint_path, &h, t->file.size);
     t->config = h.config;
     t->group_size = h.group_size;
-    memory_map_weights(&t->weights, &t->config, t->file.data + h.header_bytes, h.shared_classifier, h.group_size);
+    memory_map_weights(checkpoint_path, &t->weights, &t->config, t->file.data + h.header_bytes, h.shared_classifier,
+                       h.group_size);
     build_state(&t->state, &t->config);
     size_t wide = h.config.dim > h.config.hidden_dim ? h.config.dim : h.config.hidden_dim;
     t->xq = xcalloc(PREFILL_BLOCK * wide, sizeof(int8_t), "activations");
@@ -176,10 +182,18 @@ static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) 
 #ifdef USE_AVX2
 // 32 int8 products w . x summed into 8 int32 lanes. maddubs wants one unsigned operand, so x's
 // signs move onto the weights: |x| * (w * sign(x)) == w * x, and xa = |x| serves every row.
-static inline __m256i dot32_i8(const int8_t *w, __m256i x, __m256i xa) {
-    __m256i wv = _mm256_loadu_si256((const __m256i *)w);
-    __m256i p16 = _mm256_maddubs_epi16(xa, _mm256_sign_epi8(wv, x)); // |pair sums| <= 2*127*127: no saturation
-    return _mm256_madd_epi16(p16, _mm256_set1_epi16(1));
+// Returns acc + those sums. With VNNI one instruction adds each 4 products into acc; without,
+// maddubs sums pairs into int16 and madd the pairs of pairs into int32: the same integers.
+static inline __m256i dot32_i8(__m256i acc, const int8_t *w, __m256i x, __m256i xa) {
+    __m256i ws = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)w), x);
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+    return _mm256_dpbusd_epi32(acc, xa, ws);
+#elif defined(__AVXVNNI__)
+    return _mm256_dpbusd_avx_epi32(acc, xa, ws);
+#else
+    __m256i p16 = _mm256_maddubs_epi16(xa, ws); // |pair sums| <= 2*127*127: no saturation
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+#endif
 }
 
 // 4 rows i..i+3 of W (R < 4 for the last rows of W) times C tokens (1 or 2) of x. Per group and
@@ -206,7 +220,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
                     _mm_prefetch((const char *)(wi + 16 * (size_t)n + 4 * k + 64), _MM_HINT_T0);
                 }
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
-                for (int r = 0; r < R; r++) sum[r] = _mm256_add_epi32(sum[r], dot32_i8(wi + (size_t)r * n + k, xv, xa));
+                for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
             }
             __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
             __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));

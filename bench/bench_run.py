@@ -8,6 +8,8 @@ the time to encode a 20,000-character Chinese prompt.
     python3 bench/bench_run.py            # or: make bench
     python3 bench/bench_run.py --runs=3 --models=zh-15M
     python3 bench/bench_run.py --exe-dir=/tmp/old   # time run/runq built elsewhere (say, before a change)
+    python3 bench/bench_run.py --baseline   # also time the portable scalar loops (the original's),
+                                            # built like llama2.c's `make runomp`: a same-machine reference
 Not a test: timings depend on the machine and on whatever else runs on it.
 """
 
@@ -75,11 +77,21 @@ def main():
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--models", default="zh-15M,zh-110M")
     ap.add_argument("--exe-dir", help="time the run and runq in this directory instead of building them")
+    ap.add_argument("--baseline", action="store_true",
+                    help="also time the scalar path built -Ofast -fopenmp -march=native -DLLAMA2_SCALAR")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     exe_dir = Path(args.exe_dir) if args.exe_dir else REPO
     if not args.exe_dir:
         subprocess.run(["make", "-C", str(REPO), "run"], check=True, capture_output=True)
+    runners = [("run", exe_dir / "run", 0), ("runq", exe_dir / "runq", 2)]
+    if args.baseline:
+        (OUT / "scalar").mkdir(exist_ok=True)
+        for r, v in (("run", 0), ("runq", 2)):
+            exe = OUT / "scalar" / r
+            subprocess.run([os.environ.get("CC", "gcc"), "-Ofast", "-fopenmp", "-march=native", "-DLLAMA2_SCALAR",
+                            "-o", str(exe), str(REPO / f"{r}.c"), "-lm"], check=True)
+            runners.append((f"{r} (scalar loops)", exe, v))
     tok, sp_model = make_tokenizer()
     import sentencepiece as spm
     from tinystories import generate_stories
@@ -100,8 +112,7 @@ def main():
     print("|---|---|---|---|---|---|")
     for name in args.models.split(","):
         paths = make_models(name)
-        for runner, v in (("run", 0), ("runq", 2)):
-            exe = exe_dir / runner
+        for runner, exe, v in runners:
             base = [exe, paths[v], "-z", tok, "-t", 0]
 
             def gen(threads):

@@ -332,6 +332,13 @@ def test_bad_command_lines(small_model, sp_tok_bin, tmp_path):
     run = binary("run")
     truncated = tmp_path / "t.bin"
     truncated.write_bytes(small_model.read_bytes()[:-4])
+    # int8 -128 is outside version 2's [-127, 127] (the SIMD kernels cannot negate it): put one
+    # into the token embedding, after the 256-byte header and the fp32 norms
+    q = bytearray(export(random_model(VOCAB, seed=5), tmp_path / "q.bin", 2).read_bytes())
+    first_q = 256 + 4 * (2 * 2 * 64 + 64)
+    assert subprocess.run([binary("runq"), tmp_path / "q.bin", "-z", sp_tok_bin, "-n", "2"], capture_output=True).returncode == 0
+    q[first_q + 2 * 64 * 64] = 0x80
+    (tmp_path / "q128.bin").write_bytes(q)
     cases = [
         [run],
         [run, small_model, "-z", sp_tok_bin, "-q", "1"],
@@ -350,6 +357,7 @@ def test_bad_command_lines(small_model, sp_tok_bin, tmp_path):
         [run, small_model, "-z", tmp_path / "missing_tok.bin"],
         [run, small_model],  # the default tokenizer.bin does not exist in the cwd
         [binary("runq"), small_model, "-z", sp_tok_bin],  # v0 file for the int8 runner
+        [binary("runq"), tmp_path / "q128.bin", "-z", sp_tok_bin],
     ]
     for cmd in cases:
         r = subprocess.run([str(c) for c in cmd], capture_output=True, cwd=tmp_path, timeout=60)
