@@ -48,6 +48,8 @@ def configure(config, argv, verbose=True):
                     source = f.read()
             except OSError as e:
                 die(f"cannot read config file {arg}: {e.strerror}")
+            except UnicodeDecodeError as e:
+                die(f"config file {arg} is not valid UTF-8 (byte {e.start})")
             if verbose:
                 print(f"Overriding config with {arg}:")
                 print(source)

@@ -18,6 +18,7 @@ Transformer default); see model.untie_classifier. Exporting never modifies the m
 import argparse
 import json
 import os
+import pickle
 import struct
 import sys
 
@@ -169,7 +170,20 @@ def version2_export(model, filepath, group_size=None):
             serialize_int8(f, q)
             serialize_fp32(f, s)
             errs.append(err)
-    print(f"wrote {filepath}: Q8_0, group size {group_size}, max quantization error {max(errs):.6f}")
+    print(f"Q8_0, group size {group_size}, max quantization error {max(errs):.6f}")
+
+
+def write_atomic(write, path):
+    """write(tmp) and rename tmp over path: an interrupted or failed export never leaves a torn
+    file where the old one was."""
+    tmp = path + ".tmp"
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.isfile(tmp):
+            os.remove(tmp)
+        raise
 
 
 def _hf_permute(w, n_heads, dim1, dim2):
@@ -223,9 +237,12 @@ def hf_export(model, dirpath, dtype=torch.float16):
                         torch.bfloat16: "bfloat16"}[dtype],
     }
     os.makedirs(dirpath, exist_ok=True)
-    torch.save(sd, os.path.join(dirpath, "pytorch_model.bin"))
-    with open(os.path.join(dirpath, "config.json"), "w") as f:
-        json.dump(config, f, indent=2)
+    write_atomic(lambda tmp: torch.save(sd, tmp), os.path.join(dirpath, "pytorch_model.bin"))
+
+    def write_config(tmp):
+        with open(tmp, "w") as f:
+            json.dump(config, f, indent=2)
+    write_atomic(write_config, os.path.join(dirpath, "config.json"))
 
 
 def model_export(model, filepath, version=0, dtype=torch.float32):
@@ -370,24 +387,38 @@ def load_checkpoint(checkpoint):
     try:
         ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
         args = ModelArgs(**ckpt["model_args"])
-        state_dict = ckpt["model"]
+        for k in ("dim", "n_layers", "n_heads", "vocab_size", "max_seq_len"):
+            if not (isinstance(getattr(args, k), int) and getattr(args, k) > 0):
+                raise ValueError(f"model_args {k} = {getattr(args, k)!r}")
+        # torch.compile wraps the model and prefixes its keys
+        state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        model = Transformer(args)
+        if not torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"]):
+            untie_classifier(model)
     except FileNotFoundError:
         raise ValueError(f"checkpoint not found: {checkpoint}") from None
+    except KeyError as e:
+        raise ValueError(f"cannot load checkpoint {checkpoint}: it has no {e} entry (not a train.py checkpoint)") from None
+    except pickle.UnpicklingError:  # torch's own message would advise weights_only=False
+        raise ValueError(f"cannot load checkpoint {checkpoint}: not a train.py checkpoint (torch.load "
+                         "with weights_only=True cannot read it)") from None
     except Exception as e:
         raise ValueError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: "
                          f"{str(e).splitlines()[0] if str(e) else ''}") from None
-    # torch.compile wraps the model and prefixes its keys
-    state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
-    model = Transformer(args)
-    if not torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"]):
-        untie_classifier(model)
-    model.load_state_dict(state_dict, strict=False)
+    try:
+        model.load_state_dict(state_dict)  # strict: a missing weight must not stay random
+    except RuntimeError as e:
+        detail = " ".join(str(e).split())
+        detail = detail.removeprefix("Error(s) in loading state_dict for Transformer: ")
+        raise ValueError(f"cannot load checkpoint {checkpoint}: its weights do not fit its model_args "
+                         f"({detail[:200]})") from None
     model.eval()
     return model
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="export a model to the llama2.c formats")
+    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
     parser.add_argument("filepath", type=str, help="the output filepath (a folder for --version -1)")
     parser.add_argument("--version", default=0, type=int, choices=[-1, 0, 1, 2], help="the version to export with")
     parser.add_argument("--dtype", type=str, default="fp32", choices=["fp16", "fp32"], help="dtype of the Hugging Face export")
@@ -398,10 +429,18 @@ def main(argv=None):
     dtype = {"fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     try:
         model = load_checkpoint(args.checkpoint) if args.checkpoint else load_model_bin(args.bin)
-        model_export(model, args.filepath, args.version, dtype)
+        if args.version == -1:
+            model_export(model, args.filepath, args.version, dtype)
+        elif os.path.isdir(args.filepath):
+            raise ValueError(f"{args.filepath} is a folder; give the path of the .bin to write")
+        else:
+            write_atomic(lambda tmp: model_export(model, tmp, args.version, dtype), args.filepath)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written", file=sys.stderr)
+        sys.exit(130)
     print(f"wrote {args.filepath} (version {args.version})")
 
 

@@ -13,32 +13,44 @@ import os
 import sys
 
 
+def _number(x):
+    return isinstance(x, (int, float)) and not isinstance(x, bool)
+
+
 def read_metrics(path):
-    """(train points, eval points) from a metrics.jsonl; bad lines (e.g. a torn last line) skipped."""
+    """(train points, eval points) from a metrics.jsonl; bad lines (a torn last line, bytes that are
+    no UTF-8, records without the numbers to plot) are skipped."""
     train, evals = [], []
-    with open(path, encoding="utf-8") as f:
+    with open(path, "rb") as f:
         for line in f:
             try:
-                p = json.loads(line)
-            except json.JSONDecodeError:
+                p = json.loads(line.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
                 continue
-            if "val_loss" in p:
+            if not isinstance(p, dict) or not _number(p.get("iter")):
+                continue
+            if _number(p.get("val_loss")) and _number(p.get("train_loss")):
                 evals.append(p)
-            elif "loss" in p:
+            elif _number(p.get("loss")):
                 train.append(p)
     return train, evals
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="loss curve PNG from out_dir/metrics.jsonl")
+    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
     parser.add_argument("out_dir", help="train.py's out_dir")
     parser.add_argument("--output", default=None, help="PNG path (default: OUT_DIR/loss.png)")
     args = parser.parse_args(argv)
     path = os.path.join(args.out_dir, "metrics.jsonl")
-    if not os.path.exists(path):
+    if not os.path.isfile(path):
         print(f"error: no {path}: run train.py with --out_dir={args.out_dir} first", file=sys.stderr)
         return 1
-    train, evals = read_metrics(path)
+    try:
+        train, evals = read_metrics(path)
+    except OSError as e:
+        print(f"error: cannot read {path}: {e.strerror}", file=sys.stderr)
+        return 1
     if not train and not evals:
         print(f"error: {path} holds no logged points yet", file=sys.stderr)
         return 1

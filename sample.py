@@ -56,8 +56,8 @@ def stream_decode(tok, ids, printed):
 
 if device.startswith("cuda") and not torch.cuda.is_available():
     fail(f"device={device} but CUDA is not available; use --device=cpu")
-if num_samples < 1 or max_new_tokens < 0 or temperature < 0 or top_k < 0:
-    fail("num_samples must be >= 1, and max_new_tokens, temperature and top_k >= 0")
+if num_samples < 1 or max_new_tokens < 0 or not 0 <= temperature < float("inf") or top_k < 0:
+    fail("num_samples must be >= 1, and max_new_tokens, top_k and (a finite) temperature >= 0")
 torch.manual_seed(seed)
 ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
 if ptdtype is None:
@@ -71,12 +71,15 @@ try:
         if not tokenizer:
             run = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config", {})
             if run.get("vocab_source") == "custom":
-                tokenizer = os.path.join(run.get("data_root", "data"), f"tok{run['vocab_size']}.model")
+                tokenizer = os.path.join(run.get("data_root", "data"), f"tok{model.params.vocab_size}.model")
     else:
         model = load_model_bin(checkpoint)
 except ValueError as e:
     fail(str(e))
-model.to(device)
+try:
+    model.to(device)
+except Exception as e:  # a typo such as --device=cpuu
+    fail(f"device={device} is not usable: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
 model.eval()
 
 try:
@@ -93,6 +96,10 @@ if start.startswith("FILE:"):
             start = f.read()
     except (OSError, UnicodeDecodeError) as e:
         fail(f"cannot read prompt file {start[5:]}: {e}")
+try:
+    start.encode("utf-8")
+except UnicodeEncodeError:  # bytes from the command line that are no UTF-8 arrive as lone surrogates
+    fail("the prompt (--start) is not valid UTF-8")
 start_ids = tok.encode(start, bos=True, eos=False)
 if len(start_ids) > model.params.max_seq_len:
     fail(f"the prompt is {len(start_ids)} tokens, longer than the model's context of {model.params.max_seq_len}")

@@ -813,6 +813,8 @@ def iter_documents(files, stats):
 
 def _source_dir(data_root, data_dir):
     d = data_dir or os.path.join(data_root, "TinyStories_all_data")
+    if data_dir and not os.path.isdir(data_dir):
+        raise UserError(f"--data_dir {data_dir} is not a folder (give the folder that holds the files)")
     files = find_documents(d)
     if not files:
         hint = "" if data_dir else " (run: python3 tinystories.py download, or download --dataset=sample)"
@@ -828,6 +830,8 @@ def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=2
     taken from the training shards first (the first shard is validation), spread over the files."""
     if not 0 < vocab_size <= 65535:
         raise UserError(f"vocab_size must be in 1..65535 (the shards are uint16), got {vocab_size}")
+    if max_chars <= 0:  # would train on a single story without a word
+        raise UserError(f"max_chars must be positive, got {max_chars}")
     files = _source_dir(data_root, data_dir)
     files = files[1:] + files[:1] if len(files) > 1 else files
     per_file = max(max_chars // min(len(files), 20), 1)  # at most 20 files, so the sample stays spread
@@ -1115,6 +1119,7 @@ class Task:
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description="Chinese TinyStories: download, train_vocab, pretokenize")
+    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
     parser.add_argument("stage", choices=["download", "download_model", "train_vocab", "pretokenize"])
     parser.add_argument("--dataset", default="tinystories_zh", choices=["tinystories_zh", "sample"],
                         help="download: the real dataset from the hub, or the offline generated sample")
@@ -1131,6 +1136,8 @@ def main(argv=None):
     parser.add_argument("--encoder", default="auto", choices=["auto", "bpe", "sentencepiece"],
                         help="pretokenize: bpe.c (make bpe; same tokens, faster) or sentencepiece; auto: bpe.c if it can")
     args = parser.parse_args(argv)
+    if args.num_workers < 0:
+        parser.error(f"--num_workers must be >= 0 (0: all cores), got {args.num_workers}")
     try:
         if args.stage == "download":
             download(args.dataset, args.data_root, args.data_url, args.sha256)

@@ -27,9 +27,11 @@ TOKENIZER_MODEL = os.path.join("data", "tok5000.model")  # the Chinese 5000-piec
 class Tokenizer:
     def __init__(self, tokenizer_model=None):
         model_path = tokenizer_model if tokenizer_model else TOKENIZER_MODEL
+        if os.path.isdir(model_path):
+            raise ValueError(f"tokenizer model {model_path} is a folder; give the path of the .model file")
         if not os.path.isfile(model_path):
             raise FileNotFoundError(f"tokenizer model {model_path} not found "
-                                    "(run: python3 tinystories.py train_vocab --vocab_size=5000)")
+                                    "(train one with: python3 tinystories.py train_vocab --vocab_size=N)")
         self.sp_model = SentencePieceProcessor()
         try:
             self.sp_model.Load(model_path)
@@ -256,6 +258,7 @@ def fast_encoder(model_path, sp=None):
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description="export a sentencepiece .model to run.c's tokenizer .bin")
+    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
     parser.add_argument("-t", "--tokenizer-model", type=str, help="optional path to custom tokenizer")
     args = parser.parse_args()
     try:

@@ -123,9 +123,25 @@ for _k in ("batch_size", "max_seq_len", "dim", "n_layers", "n_heads", "n_kv_head
         fail(f"{_k} must be positive, got {globals()[_k]}")
 if dim % n_heads != 0 or n_heads % n_kv_heads != 0:
     fail(f"dim ({dim}) must be a multiple of n_heads ({n_heads}), and n_heads of n_kv_heads ({n_kv_heads})")
+if (dim // n_heads) % 2 != 0:  # RoPE rotates pairs of values
+    fail(f"the head size dim/n_heads = {dim // n_heads} must be even")
+for _k, _v in config.items():
+    if isinstance(_v, float) and not math.isfinite(_v):  # 1e999 parses as inf
+        fail(f"{_k} must be a finite number, got {_v}")
+# torch would reject some of these deep inside, with a traceback; the others would train nonsense
+if not 0.0 <= dropout < 1.0:
+    fail(f"dropout must be in [0, 1), got {dropout}")
+if not (0.0 <= beta1 < 1.0 and 0.0 <= beta2 < 1.0):
+    fail(f"beta1 and beta2 must be in [0, 1), got {beta1} and {beta2}")
+if not (learning_rate >= 0 and weight_decay >= 0 and grad_clip >= 0 and max_iters >= 0 and warmup_iters >= 0):
+    fail("learning_rate, weight_decay, grad_clip, max_iters and warmup_iters must be >= 0")
 device_type = "cuda" if "cuda" in device else "cpu"  # for later use in torch.autocast
 if device_type == "cuda" and not torch.cuda.is_available():
     fail(f"device={device} but CUDA is not available; train on the CPU with --device=cpu --compile=False")
+try:
+    torch.empty(0, device=device)
+except Exception as e:  # a typo such as --device=cpuu, or mps on a machine without it
+    fail(f"device={device} is not usable: {first_line(e)}")
 
 # various inits, derived attributes, I/O setup
 if ddp:
@@ -158,7 +174,10 @@ if master_process:
     print(f"tokens per iteration will be: {tokens_per_iter:,}")
     print(f"breaks down as: {gradient_accumulation_steps} grad accum steps * {ddp_world_size} processes "
           f"* {batch_size} batch size * {max_seq_len} max seq len")
-    os.makedirs(out_dir, exist_ok=True)
+    try:
+        os.makedirs(out_dir, exist_ok=True)
+    except OSError as e:
+        fail(f"cannot create out_dir {out_dir}: {e.strerror}")
 torch.manual_seed(seed + seed_offset)
 if device_type == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
@@ -203,6 +222,11 @@ else:
         # the rest of the attributes (e.g. dropout) can stay as desired from command line
         for k in ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len"]:
             model_args[k] = checkpoint_model_args[k]
+        # the data stream is already cut for these two: a different value would crash in the forward pass
+        for k in ["vocab_size", "max_seq_len"]:
+            if model_args[k] != config[k]:
+                fail(f"the checkpoint in {out_dir} was trained with {k}={model_args[k]}, not {config[k]}: "
+                     f"resume with --{k}={model_args[k]}")
         gptconf = ModelArgs(**model_args)
         model = Transformer(gptconf)
         state_dict = checkpoint["model"]
@@ -260,6 +284,13 @@ if ddp:
     model = DDP(model, device_ids=[ddp_local_rank] if device_type == "cuda" else None)
 
 
+def next_batch(stream):
+    try:
+        return stream.next_batch(device)
+    except ValueError as e:  # e.g. token ids beyond vocab_size: shards of another vocabulary
+        fail(str(e))
+
+
 @torch.no_grad()
 def estimate_loss():
     """Mean loss over eval_iters batches of each split, from fresh fixed-seed streams, so every
@@ -270,7 +301,7 @@ def estimate_loss():
         stream = BatchStream(split, seed=seed + 1, rank=0, **stream_args)
         losses = torch.zeros(eval_iters)
         for k in range(eval_iters):
-            X, Y = stream.next_batch(device)
+            X, Y = next_batch(stream)
             with ctx:
                 eval_model(X, Y)
             losses[k] = raw_model.last_loss.item()
@@ -370,7 +401,7 @@ dump_dir = os.environ.get("LLAMA2C_TEST_DUMP")
 
 # training loop
 pending_state = train_stream.state_dict()  # the stream's state before the batch held in X, Y
-X, Y = train_stream.next_batch(device)  # fetch the very first batch
+X, Y = next_batch(train_stream)  # fetch the very first batch
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = -1.0
@@ -439,7 +470,7 @@ try:
                 dump["ys"].append(Y.cpu())
             # immediately async prefetch next batch while model is doing the forward pass on the GPU
             pending_state = train_stream.state_dict()
-            X, Y = train_stream.next_batch(device)
+            X, Y = next_batch(train_stream)
             # backward pass, with gradient scaling if training in fp16
             scaler.scale(loss).backward()
         if dump is not None:

@@ -292,6 +292,8 @@ def die(msg):
 
 
 def list_shards(input_dir):
+    if os.path.isfile(input_dir):
+        die(f"--input {input_dir} is a file; give the folder that holds the shards")
     if not os.path.isdir(input_dir):
         die(f"input folder {input_dir} does not exist (download the English TinyStories first)")
     names = sorted(n for n in os.listdir(input_dir) if n.endswith((".json", ".jsonl"))
@@ -500,7 +502,7 @@ def parse_args(argv):
         p.error("--limit must be >= 0")
     if not 0.0 <= args.temperature <= 2.0:
         p.error("--temperature must be between 0 and 2")
-    if args.timeout <= 0 or args.max_retries < 0 or args.backoff_base < 0 or args.backoff_max < 0 or args.max_tokens < 0:
+    if not args.timeout > 0 or args.max_retries < 0 or args.backoff_base < 0 or args.backoff_max < 0 or args.max_tokens < 0:
         p.error("--timeout must be > 0; --max_retries, --backoff_base, --backoff_max, --max_tokens >= 0")
     if not args.dry_run and not args.model:
         p.error("--model is required (the name the server serves)")
@@ -509,6 +511,8 @@ def parse_args(argv):
     args.api_base = args.api_base.rstrip("/")
     if os.path.abspath(args.input) == os.path.abspath(args.output):
         p.error("--output must be a different folder from --input")
+    if os.path.exists(args.output) and not os.path.isdir(args.output):
+        p.error(f"--output {args.output} exists and is not a folder")
     return args
 
 
@@ -680,6 +684,8 @@ def translate_shards(args, api, shards, st, make_prompt, rejected, rejects_path)
 if __name__ == "__main__":
     try:
         sys.exit(main())
+    except OSError as e:  # the output folder cannot be written (permissions, full disk, a folder in a file's place)
+        die(f"{e.strerror}: {e.filename}" if e.filename else str(e))
     except KeyboardInterrupt:
         print("translate.py: interrupted", file=sys.stderr)
         sys.exit(130)

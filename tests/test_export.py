@@ -203,3 +203,52 @@ def test_cli_from_checkpoint_and_errors(tmp_path):
     assert r.returncode != 0
     assert r.stderr.strip().count("\n") == 0 and r.stderr.startswith("error: cannot load checkpoint")
     assert not (tmp_path / "o.bin").exists()
+
+
+def test_bad_checkpoints_raise_clear_value_errors(tmp_path):
+    m = make_model()
+    sd = m.state_dict()
+    cases = {
+        # a checkpoint missing weights used to load with strict=False: a silently random model
+        "partial.pt": ({"model_args": ARGS, "model": {k: sd[k] for k in ("tok_embeddings.weight", "output.weight")}},
+                       "do not fit its model_args.*Missing key"),
+        "other_dims.pt": ({"model_args": {**ARGS, "dim": 32}, "model": sd}, "do not fit its model_args.*size mismatch"),
+        "no_weights.pt": ({"model_args": ARGS, "model": {}}, "no 'output.weight' entry"),
+        "dim0.pt": ({"model_args": {**ARGS, "dim": 0}, "model": sd}, "model_args dim = 0"),
+    }
+    for name, (obj, msg) in cases.items():
+        torch.save(obj, tmp_path / name)
+        with pytest.raises(ValueError, match=msg):
+            load_checkpoint(str(tmp_path / name))
+    model_export(m, str(tmp_path / "model.bin"))  # a .bin given as a checkpoint: no advice to unpickle it
+    with pytest.raises(ValueError, match="not a train.py checkpoint") as e:
+        load_checkpoint(str(tmp_path / "model.bin"))
+    assert "weights_only=False" not in str(e.value)
+
+
+def test_cli_never_leaves_a_torn_output(tmp_path, capsys):
+    import export
+    out = tmp_path / "model.bin"
+    out.write_bytes(b"the previous export")
+
+    def write_half_then_fail(tmp):
+        with open(tmp, "wb") as f:
+            f.write(b"half")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        export.write_atomic(write_half_then_fail, str(out))
+    assert out.read_bytes() == b"the previous export" and os.listdir(tmp_path) == ["model.bin"]
+    # a folder as the output of a file version: one line, the folder untouched
+    torch.save({"model_args": ARGS, "model": make_model().state_dict()}, tmp_path / "ckpt.pt")
+    with pytest.raises(SystemExit):
+        export.main([str(tmp_path), "--checkpoint", str(tmp_path / "ckpt.pt")])
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "is a folder" in err and err.count("\n") == 1
+    assert sorted(os.listdir(tmp_path)) == ["ckpt.pt", "model.bin"]
+    with pytest.raises(SystemExit) as e:  # a bad flag: one line too, not argparse's usage text
+        export.main([str(out), "--version", "3", "--checkpoint", str(tmp_path / "ckpt.pt")])
+    assert str(e.value.code).startswith("error: argument --version") and "\n" not in str(e.value.code)
+    assert capsys.readouterr().err == ""
+    export.main([str(out), "--version", "2", "--checkpoint", str(tmp_path / "ckpt.pt")])
+    assert read_bin_header(str(out))["version"] == 2 and sorted(os.listdir(tmp_path)) == ["ckpt.pt", "model.bin"]

@@ -398,7 +398,14 @@ def test_bad_inputs_one_line_errors(tmp_path, sp_model):
     data.mkdir()
     (data / "a.jsonl").write_text('{"story_zh": "你好"}\n', encoding="utf-8")
     assert_user_error(cli("pretokenize", "--vocab_size=700", f"--data_root={tmp_path}", "--encoder=bpe"), "not a BPE")
-    assert_user_error(cli("train_vocab", "--vocab_size=abc"))
+    r = cli("train_vocab", "--vocab_size=abc")
+    assert_user_error(r, "--vocab_size")
+    assert r.stderr.strip().count("\n") == 0, r.stderr  # argparse's usage text is not repeated
+    # used to train silently on a single story, or to report a file as holding no files
+    assert_user_error(cli("train_vocab", "--vocab_size=512", f"--data_root={tmp_path}", "--max_chars=0"), "max_chars")
+    assert_user_error(cli("train_vocab", "--vocab_size=512", f"--data_root={tmp_path}",
+                          f"--data_dir={data / 'a.jsonl'}"), "not a folder")
+    assert_user_error(cli("pretokenize", "--vocab_size=512", f"--data_root={tmp_path}", "--num_workers=-2"), "num_workers")
 
 
 # -----------------------------------------------------------------------------

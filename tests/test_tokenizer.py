@@ -76,12 +76,14 @@ def test_cli_writes_bin(sp_model, sp_tok_bin, tmp_path, repo_root):
 def test_cli_bad_input(tmp_path, repo_root):
     bad = tmp_path / "bad.model"
     bad.write_bytes(b"not a sentencepiece model")
-    for arg in [str(tmp_path / "missing.model"), str(bad)]:
+    for arg in [str(tmp_path / "missing.model"), str(bad), str(tmp_path)]:
         r = subprocess.run([sys.executable, str(repo_root / "tokenizer.py"), f"--tokenizer-model={arg}"],
                            capture_output=True, text=True, timeout=60)
         assert r.returncode != 0
         assert "Traceback" not in r.stderr
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:"), r.stderr
+        if arg == str(tmp_path):
+            assert "is a folder" in r.stderr  # not "not found"
 
 
 # -----------------------------------------------------------------------------

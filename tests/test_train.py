@@ -177,6 +177,54 @@ def test_bad_input_one_line_errors(tmp_path, data_root):
     assert "corrupt" in err
 
 
+def test_bad_values_fail_before_training(tmp_path, data_root):
+    # torch used to reject these with a traceback from deep inside (dropout, head size) or makedirs (out_dir)
+    err = one_line_error(train(tmp_path / "out", data_root, "--dropout=1.5"))
+    assert "dropout" in err
+    err = one_line_error(train(tmp_path / "out", data_root, "--dim=12", "--n_heads=4", "--n_kv_heads=2"))
+    assert "head size" in err and "even" in err
+    (tmp_path / "file").write_text("not a folder")
+    err = one_line_error(train(tmp_path / "file", data_root))
+    assert "out_dir" in err
+
+
+def test_resume_with_another_max_seq_len_and_shards_of_another_vocab(tmp_path, data_root):
+    # the checkpoint's model_args are checked before anything is loaded: a stub is enough
+    out = tmp_path / "out"
+    out.mkdir()
+    args = dict(dim=32, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=VOCAB, multiple_of=16, max_seq_len=8)
+    torch.save({"model_args": args, "model": {}}, out / "ckpt.pt")
+    err = one_line_error(train(out, data_root, "--init_from=resume"))  # TINY says max_seq_len=16
+    assert "max_seq_len=8" in err and "--max_seq_len=8" in err
+    # shards with ids >= vocab_size: a clear error, not an IndexError from the embedding
+    bad = tmp_path / "bad"
+    (bad / f"tok{VOCAB}").mkdir(parents=True)
+    for i in range(2):
+        np.full(100, VOCAB + 5, dtype=np.uint16).tofile(bad / f"tok{VOCAB}" / f"s{i}.bin")
+    err = one_line_error(train(tmp_path / "out2", str(bad)))
+    assert f"token id {VOCAB + 5}" in err
+
+
+def test_configurator_rejects_a_config_file_that_is_not_utf8(tmp_path, capsys):
+    from configurator import configure
+    cfg = tmp_path / "cfg.py"
+    cfg.write_bytes(b"batch_size = 4\n# \xff\xfe\n")
+    with pytest.raises(SystemExit) as e:
+        configure({"batch_size": 1}, [str(cfg)], verbose=False)
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error:") and "UTF-8" in err and "\n" not in err
+
+
+def test_plot_metrics_skips_lines_it_cannot_plot(tmp_path):
+    from plot_metrics import read_metrics
+    path = tmp_path / "metrics.jsonl"
+    path.write_bytes(b'\xff\xfe\n"loss"\n[1]\n{"loss": 2.0}\n{"iter": "x", "loss": 1}\n'
+                     b'{"iter": 1, "loss": 2.5}\n{"iter": 2, "train_loss": 2.0, "val_loss": 2.1}\n{"iter": 3, "lo')
+    train_points, evals = read_metrics(str(path))
+    assert [p["iter"] for p in train_points] == [1] and [p["iter"] for p in evals] == [2]
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -325,7 +325,8 @@ def test_reply_checks():
 
 
 @pytest.mark.parametrize("case", ["no_input", "no_shards", "bad_json", "bad_utf8", "bad_flag", "unknown_flag",
-                                  "no_model", "unreachable", "bad_glossary", "same_dirs"])
+                                  "no_model", "unreachable", "bad_glossary", "same_dirs", "input_is_file",
+                                  "output_is_file", "partial_is_dir"])
 def test_bad_input_is_a_one_line_error(tmp_path, case):
     inp = tmp_path / "en"
     inp.mkdir()
@@ -351,6 +352,12 @@ def test_bad_input_is_a_one_line_error(tmp_path, case):
         base += ["--glossary", str(tmp_path / "g.tsv")]
     elif case == "same_dirs":
         base[3] = str(inp)
+    elif case == "input_is_file":
+        base[1] = str(inp / "data00.json")
+    elif case == "output_is_file":  # these three used to end in an OSError traceback
+        (tmp_path / "zh").write_text("not a folder")
+    elif case == "partial_is_dir":
+        (tmp_path / "zh" / "data00.jsonl.partial").mkdir(parents=True)
     r = run_cli(*base)
     assert r.returncode != 0
     lines = r.stderr.strip().splitlines()
@@ -360,3 +367,6 @@ def test_bad_input_is_a_one_line_error(tmp_path, case):
         assert "data01.json" in lines[0]
     if case == "unreachable":
         assert "cannot reach" in lines[0]
+    if case in ("input_is_file", "output_is_file", "partial_is_dir"):
+        assert {"input_is_file": "is a file", "output_is_file": "not a folder",
+                "partial_is_dir": "data00.jsonl.partial"}[case] in lines[0]
