@@ -518,4 +518,13 @@ if dump_dir:
     torch.save({k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()},
                os.path.join(dump_dir, f"rank{ddp_rank}_final.pt"))
 if ddp:
+    # Leave through os._exit: gloo's worker threads can still hold the last collective's tensors,
+    # and releasing them during interpreter shutdown aborts the process ("terminate called without
+    # an active exception", 1-2% of runs here) after all the work is done and written.
+    dist.barrier()
     dist.destroy_process_group()
+    if wandb_log and master_process:
+        wandb.finish()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
