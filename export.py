@@ -174,16 +174,24 @@ def version2_export(model, filepath, group_size=None):
 
 
 def write_atomic(write, path):
-    """write(tmp) and rename tmp over path: an interrupted or failed export never leaves a torn
-    file where the old one was."""
+    """write(tmp) then rename tmp over path: a crash or a failure at any moment leaves the old file
+    or the new one, never a torn file (train.py saves its checkpoints with it too). fsync so the
+    rename cannot reach the disk before the data."""
     tmp = path + ".tmp"
     try:
         write(tmp)
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         if os.path.isfile(tmp):
             os.remove(tmp)
         raise
+    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
 
 
 def _hf_permute(w, n_heads, dim1, dim2):

@@ -34,7 +34,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
-from export import model_export
+from export import model_export, write_atomic
 from model import ModelArgs, Transformer
 
 # -----------------------------------------------------------------------------
@@ -321,21 +321,6 @@ def get_lr(it):
     return min_lr + coeff * (learning_rate - min_lr)
 
 
-def atomic_save(write, path):
-    """write(tmp_path) then rename over path: a crash at any moment leaves the old file or the new
-    one, never a torn file. fsync so the rename cannot reach the disk before the data."""
-    tmp = path + ".tmp"
-    write(tmp)
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
-
-
 class _SlowWriter:
     """Test hook (LLAMA2C_SLOW_SAVE): a file whose writes pause, to widen the window for a kill."""
 
@@ -359,7 +344,7 @@ def save_checkpoint_file(obj, path):
         with open(tmp, "wb") as f:
             torch.save(obj, _SlowWriter(f, delay) if delay > 0 else f)
 
-    atomic_save(write, path)
+    write_atomic(write, path)
 
 
 def append_metrics(record):
@@ -447,7 +432,7 @@ try:
                             checkpoint["scaler"] = scaler.state_dict()
                         print(f"saving checkpoint to {out_dir}", flush=True)
                         save_checkpoint_file(checkpoint, os.path.join(out_dir, "ckpt.pt"))
-                        atomic_save(lambda tmp: model_export(raw_model, tmp, version=0),
+                        write_atomic(lambda tmp: model_export(raw_model, tmp, version=0),
                                     os.path.join(out_dir, "model.bin"))
                         checkpoint = None
         if iter_num == 0 and eval_only:

@@ -86,11 +86,11 @@ def main():
         subprocess.run(["make", "-C", str(REPO), "run"], check=True, capture_output=True)
     runners = [("run", exe_dir / "run", 0), ("runq", exe_dir / "runq", 2)]
     if args.baseline:
+        sys.path.insert(0, str(REPO / "tests"))
+        from cbuild import build
         (OUT / "scalar").mkdir(exist_ok=True)
         for r, v in (("run", 0), ("runq", 2)):
-            exe = OUT / "scalar" / r
-            subprocess.run([os.environ.get("CC", "gcc"), "-Ofast", "-fopenmp", "-march=native", "-DLLAMA2_SCALAR",
-                            "-o", str(exe), str(REPO / f"{r}.c"), "-lm"], check=True)
+            exe = build(OUT / "scalar", f"{r}.c", r, ["-Ofast", "-fopenmp", "-march=native", "-DLLAMA2_SCALAR"])
             runners.append((f"{r} (scalar loops)", exe, v))
     tok, sp_model = make_tokenizer()
     import sentencepiece as spm
