@@ -10,7 +10,6 @@ import subprocess
 import sys
 import tarfile
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import numpy as np
@@ -47,9 +46,7 @@ def assert_user_error(r, *words):
 # the generator
 
 def test_generator_deterministic_distinct_and_natural():
-    t0 = time.time()
     a = generate_stories(1000, seed=0)
-    assert time.time() - t0 < 2.0
     assert a == generate_stories(1000, seed=0)
     assert a != generate_stories(1000, seed=1)
     assert len(set(a)) == 1000
