@@ -3,6 +3,7 @@ in the test session (seconds), so every test runs offline."""
 
 import os
 import pathlib
+import shutil
 import sys
 
 import pytest
@@ -12,6 +13,18 @@ sys.path.insert(0, str(ROOT))  # tests import the repo's flat modules (model, ti
 
 from tinystories import generate_stories, train_sp_model  # noqa: E402
 from tokenizer import Tokenizer  # noqa: E402
+
+
+def need_tool(*names, package):
+    """Skips the calling test when a program is missing (naming the Debian package that brings
+    it), except under CI (CI=true, set by .ci/run, which installs .ci/packages): there a missing
+    tool fails, so CI never passes by skipping."""
+    missing = [n for n in names if shutil.which(n) is None]
+    if missing:
+        msg = f"{', '.join(missing)} not found (Debian package {package}; .ci/run installs it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(msg)
+        pytest.skip(msg)
 
 
 @pytest.fixture(scope="session")

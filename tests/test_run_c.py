@@ -11,6 +11,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
+from conftest import need_tool
 from cbuild import (BOS, EOS, REPO, binary, build, expected_text, export, random_model, read_logits,
                     run_c, torch_greedy, torch_logits)
 
@@ -375,8 +376,8 @@ def test_chat_mode(sp_tok_bin, small_model):
     r.stdout.decode("utf-8")  # valid UTF-8
 
 
-@pytest.mark.skipif(shutil.which("x86_64-w64-mingw32-gcc") is None, reason="mingw-w64 cross compiler not installed")
 def test_make_win64_compiles(tmp_path):
+    need_tool("x86_64-w64-mingw32-gcc", package="gcc-mingw-w64-x86-64")
     for f in ("run.c", "runq.c", "llama2.h", "Makefile"):
         shutil.copy(REPO / f, tmp_path / f)
     r = subprocess.run(["make", "-C", str(tmp_path), "win64"], capture_output=True, timeout=300)
