@@ -4,12 +4,15 @@ Write a Transformer to the llama2.c file formats, and read them back.
     python3 export.py out/model.bin --version 0 --checkpoint out/ckpt.pt   # legacy v0 (default)
     python3 export.py out/model_q80.bin --version 2 --checkpoint out/ckpt.pt
     python3 export.py out/hf --version -1 --dtype fp16 --checkpoint out/ckpt.pt
+    python3 export.py out/model.gguf --version gguf --checkpoint out/ckpt.pt --tokenizer data/tok5000.model
+    python3 export.py stories15M.gguf --version gguf --bin stories15M.bin --tokenizer tok5000.bin --gguf_type q8_0
 
 Versions (byte layouts in FORMATS.md):
   0  legacy fp32, no magic: what the published stories15M/42M/110M.bin use; run.c reads it
   1  fp32 with a 256-byte header
   2  int8 Q8_0 (symmetric, per group of group_size values) for runq.c
  -1  Hugging Face Llama layout: a folder with config.json and pytorch_model.bin
+ gguf  one file for llama.cpp / Ollama / LM Studio, weights F32, F16 or Q8_0, with the vocabulary
 
 The classifier counts as shared when it is the same tensor as the token embedding (the
 Transformer default); see model.untie_classifier. Exporting never modifies the model.
@@ -26,6 +29,7 @@ import numpy as np
 import torch
 
 from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
+from tokenizer import load_vocab
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32
 HEADER_BYTES = 256  # v1/v2 header size, padded with zeros
@@ -253,9 +257,75 @@ def hf_export(model, dirpath, dtype=torch.float16):
     write_atomic(write_config, os.path.join(dirpath, "config.json"))
 
 
-def model_export(model, filepath, version=0, dtype=torch.float32):
-    """Export model to filepath in the given version (0, 1, 2 or -1 = Hugging Face; dtype for -1 only)."""
-    if version == 0:
+GGUF_TYPES = ["f32", "f16", "q8_0"]
+# our parameter names -> llama.cpp's, per layer
+GGUF_LAYER_NAMES = {"attention_norm": "attn_norm", "attention.wq": "attn_q", "attention.wk": "attn_k",
+                    "attention.wv": "attn_v", "attention.wo": "attn_output", "ffn_norm": "ffn_norm",
+                    "feed_forward.w1": "ffn_gate", "feed_forward.w2": "ffn_down", "feed_forward.w3": "ffn_up"}
+
+
+def gguf_export(model, filepath, tokenizer_path, gguf_type="f32"):
+    """GGUF, architecture llama, with the vocabulary (a sentencepiece .model or run.c's .bin) as a
+    llama/sentencepiece one. wq and wk go in unpermuted: llama2.c and llama.cpp's llama both rotate
+    adjacent pairs (x[2i], x[2i+1]); only Hugging Face's rotate_half layout needs _hf_permute.
+    Norms stay F32 (as llama.cpp's converter does); F16/Q8_0 apply to the matrices, and a matrix
+    whose rows do not split into Q8_0's blocks of 32 stays F32."""
+    import gguf
+    Q = gguf.GGMLQuantizationType
+    dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len = model_header(model)
+    vocab = load_vocab(tokenizer_path, vocab_size)
+    w = gguf.GGUFWriter(filepath, "llama")
+    w.add_context_length(seq_len)
+    w.add_embedding_length(dim)
+    w.add_block_count(n_layers)
+    w.add_feed_forward_length(hidden_dim)
+    w.add_head_count(n_heads)
+    w.add_head_count_kv(n_kv_heads)
+    w.add_rope_dimension_count(dim // n_heads)
+    w.add_rope_freq_base(10000.0)  # model.precompute_freqs_cis's theta
+    w.add_layer_norm_rms_eps(model.params.norm_eps)
+    w.add_file_type({"f32": gguf.LlamaFileType.ALL_F32, "f16": gguf.LlamaFileType.MOSTLY_F16,
+                     "q8_0": gguf.LlamaFileType.MOSTLY_Q8_0}[gguf_type])
+    w.add_tokenizer_model("llama")
+    w.add_token_list(vocab["pieces"])
+    w.add_token_scores(vocab["scores"])
+    w.add_token_types(vocab["types"])
+    w.add_unk_token_id(0)
+    w.add_bos_token_id(1)
+    w.add_eos_token_id(2)
+    w.add_add_bos_token(True)
+    w.add_add_eos_token(False)
+    w.add_add_space_prefix(bool(vocab["add_dummy_prefix"]))
+    w.add_remove_extra_whitespaces(bool(vocab["remove_extra_whitespaces"]))
+
+    def put(name, t):
+        a = t.detach().cpu().to(torch.float32).numpy()
+        if a.ndim == 1 or gguf_type == "f32" or (gguf_type == "q8_0" and a.shape[-1] % 32 != 0):
+            w.add_tensor(name, a)
+        elif gguf_type == "f16":
+            w.add_tensor(name, a.astype(np.float16))
+        else:
+            w.add_tensor(name, gguf.quants.quantize(a, Q.Q8_0), raw_dtype=Q.Q8_0)
+
+    put("token_embd.weight", model.tok_embeddings.weight)
+    for i, layer in enumerate(model.layers):
+        for ours, theirs in GGUF_LAYER_NAMES.items():
+            put(f"blk.{i}.{theirs}.weight", _per_layer(model, ours)[i])
+    put("output_norm.weight", model.norm.weight)
+    if not shares_classifier(model):  # a shared classifier is token_embd again: llama.cpp falls back to it
+        put("output.weight", model.output.weight)
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.write_tensors_to_file()
+    w.close()
+
+
+def model_export(model, filepath, version=0, dtype=torch.float32, tokenizer=None, gguf_type="f32"):
+    """Export model to filepath in the given version (0, 1, 2, -1 = Hugging Face, or "gguf";
+    dtype for -1 only, tokenizer and gguf_type for gguf only)."""
+    if version == "gguf":
+        gguf_export(model, filepath, tokenizer, gguf_type)
+    elif version == 0:
         legacy_export(model, filepath)
     elif version == 1:
         version1_export(model, filepath)
@@ -264,7 +334,7 @@ def model_export(model, filepath, version=0, dtype=torch.float32):
     elif version == -1:
         hf_export(model, filepath, dtype)
     else:
-        raise ValueError(f"unknown export version {version} (expected 0, 1, 2 or -1)")
+        raise ValueError(f"unknown export version {version} (expected 0, 1, 2, -1 or gguf)")
 
 # -----------------------------------------------------------------------------
 # reading
@@ -425,31 +495,37 @@ def load_checkpoint(checkpoint):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="export a model to the llama2.c formats")
+    parser = argparse.ArgumentParser(description="export a model to the llama2.c formats or GGUF")
     parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
     parser.add_argument("filepath", type=str, help="the output filepath (a folder for --version -1)")
-    parser.add_argument("--version", default=0, type=int, choices=[-1, 0, 1, 2], help="the version to export with")
+    parser.add_argument("--version", default="0", choices=["-1", "0", "1", "2", "gguf"], help="the version to export with")
     parser.add_argument("--dtype", type=str, default="fp32", choices=["fp16", "fp32"], help="dtype of the Hugging Face export")
+    parser.add_argument("--gguf_type", default="f32", choices=GGUF_TYPES, help="weight type of the GGUF export")
+    parser.add_argument("--tokenizer", type=str, help="gguf: the vocabulary, a sentencepiece .model or run.c's tokenizer .bin")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--checkpoint", type=str, help="model checkpoint, .pt file")
     group.add_argument("--bin", type=str, help="a llama2.c .bin (v0/v1/v2) to convert")
     args = parser.parse_args(argv)
+    version = args.version if args.version == "gguf" else int(args.version)
+    if version == "gguf" and not args.tokenizer:
+        parser.error("--version gguf needs --tokenizer (the .model, or the tokenizer .bin used with ./run -z)")
     dtype = {"fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     try:
         model = load_checkpoint(args.checkpoint) if args.checkpoint else load_model_bin(args.bin)
-        if args.version == -1:
-            model_export(model, args.filepath, args.version, dtype)
+        if version == -1:
+            model_export(model, args.filepath, version, dtype)
         elif os.path.isdir(args.filepath):
-            raise ValueError(f"{args.filepath} is a folder; give the path of the .bin to write")
+            raise ValueError(f"{args.filepath} is a folder; give the path of the file to write")
         else:
-            write_atomic(lambda tmp: model_export(model, tmp, args.version, dtype), args.filepath)
+            write_atomic(lambda tmp: model_export(model, tmp, version, dtype, args.tokenizer, args.gguf_type),
+                         args.filepath)
     except (ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)
-    print(f"wrote {args.filepath} (version {args.version})")
+    print(f"wrote {args.filepath} (version {version}{', ' + args.gguf_type if version == 'gguf' else ''})")
 
 
 if __name__ == "__main__":

@@ -233,6 +233,7 @@ typedef struct {
     int byte_id[256];      // id of the byte-fallback piece of each byte, or -1
     int *table;            // open-addressing hash of mergeable pieces -> id, -1 empty
     uint32_t table_mask;
+    int add_dummy_prefix, remove_extra_whitespaces; // sentencepiece's normalizer, from the trailer
 } Tokenizer;
 
 static uint32_t hash_bytes(const unsigned char *s, int n) {
@@ -287,8 +288,20 @@ static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
         t->len[i] = n;
         off += n;
     }
-    if (off != (size_t)size)
-        die("tokenizer %s has %ld bytes after the model's %d pieces (wrong tokenizer for this model?)", path, size - (long)off, vocab_size);
+    // tokenizer.py appends a trailer the original run.c never reads: "spnm", int version 1,
+    // add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes. Without it: sentencepiece's
+    // dummy prefix, spaces kept (what the published tok5000.bin has always been encoded with).
+    t->add_dummy_prefix = 1;
+    t->remove_extra_whitespaces = 0;
+    const unsigned char *tr = t->blob + off;
+    size_t rest = (size_t)size - off;
+    if (rest == 12 && memcmp(tr, "spnm", 4) == 0 && read_i32(tr + 4) == 1 && tr[8] <= 1 && tr[9] <= 1 &&
+        tr[10] == 0 && tr[11] == 0) {
+        t->add_dummy_prefix = tr[8];
+        t->remove_extra_whitespaces = tr[9];
+    } else if (rest != 0) {
+        die("tokenizer %s has %ld bytes after the model's %d pieces (wrong tokenizer for this model?)", path, (long)rest, vocab_size);
+    }
     // byte-fallback pieces are written literally as "<0xAB>"
     for (int b = 0; b < 256; b++) t->byte_id[b] = -1;
     for (int i = 0; i < vocab_size; i++) {
@@ -381,9 +394,34 @@ static void push_pair(const Tokenizer *t, const unsigned char *text, const Symbo
     heap_push(heap, nheap, m);
 }
 
+// sentencepiece's identity normalizer, writing spaces where it writes "▁" (as the pieces in the
+// .bin do): a typed "▁" is a space too; the dummy prefix when there is text; with
+// remove_extra_whitespaces no leading spaces, one per run of typed spaces, no trailing ones at
+// all. Writes at most n + 1 bytes to out; returns how many.
+static size_t normalize(const Tokenizer *t, const unsigned char *in, size_t n, unsigned char *out) {
+    size_t i = 0, m = 0;
+    int extra = t->remove_extra_whitespaces, prev_space = 0;
+    if (extra) while (i < n && in[i] == ' ') i++;
+    if (i == n) return 0;
+    if (t->add_dummy_prefix) out[m++] = ' ';
+    while (i < n) {
+        if (in[i] == ' ') {
+            if (!(extra && prev_space)) out[m++] = ' ';
+            prev_space = 1;
+            i++;
+            continue;
+        }
+        prev_space = 0;
+        if (n - i >= 3 && in[i] == 0xE2 && in[i + 1] == 0x96 && in[i + 2] == 0x81) { out[m++] = ' '; i += 3; }
+        else out[m++] = in[i++];
+    }
+    if (extra) while (m > 0 && out[m - 1] == ' ') m--;
+    return m;
+}
+
 // Encodes text into tokens (room for strlen(text) + 3 ids); returns how many.
-// Like sentencepiece with the settings tinystories.py trains with (identity normalization,
-// spaces kept as they are): a dummy " " prefix, code points looked up, unknown ones spelled as
+// Like sentencepiece with a BPE model and the identity normalizer (tokenizer.py refuses to
+// export others): the normalized text's code points looked up, unknown ones spelled as
 // byte-fallback pieces, then the highest-scoring adjacent merge first (leftmost on ties),
 // with a heap of candidate merges so long prompts stay O(n log n).
 static int encode(const Tokenizer *t, const char *input, int bos, int eos, int *tokens) {
@@ -391,10 +429,7 @@ static int encode(const Tokenizer *t, const char *input, int bos, int eos, int *
     if (bos) tokens[n_tokens++] = BOS;
     size_t in_len = strlen(input);
     unsigned char *text = xcalloc(in_len + 2, 1, "the prompt");
-    size_t n = 0;
-    if (in_len > 0) text[n++] = ' '; // the dummy prefix, only when there is text
-    memcpy(text + n, input, in_len);
-    n += in_len;
+    size_t n = normalize(t, (const unsigned char *)input, in_len, text);
     Symbol *sym = xcalloc(n + 1, sizeof(Symbol), "the prompt");
     int nsym = 0;
     for (size_t i = 0; i < n;) {
@@ -486,7 +521,9 @@ static void print_piece(const Tokenizer *t, Utf8Printer *u, int prev, int token)
     if (t->byte_of[token] >= 0) { put_byte(u, (unsigned char)t->byte_of[token]); return; }
     const unsigned char *p = t->piece[token];
     int n = t->len[token];
-    if (prev == BOS && n > 0 && p[0] == ' ') { p++; n--; } // sentencepiece drops the dummy prefix
+    if (prev == BOS && n > 0 && p[0] == ' ' && (t->add_dummy_prefix || t->remove_extra_whitespaces)) {
+        p++; n--; // sentencepiece drops the dummy prefix (and, with remove_extra_whitespaces, any leading space)
+    }
     for (int i = 0; i < n; i++) put_byte(u, p[i]);
 }
 

@@ -6,6 +6,9 @@ The sentencepiece tokenizer, and its export to the flat .bin that run.c reads wi
 .bin layout (see FORMATS.md): uint32 max_token_length, then per token id: float32 score,
 int32 byte length n, n raw bytes. "▁" becomes a space, BOS is written as "\\n<s>\\n" and EOS as
 "\\n</s>\\n"; byte-fallback pieces stay literally "<0xAB>" (run.c turns them into the raw byte).
+After the pieces comes a 12-byte trailer with the normalizer settings run.c must copy (the
+original run.c reads exactly vocab_size pieces and never sees it); vocabularies run.c cannot
+encode exactly (unigram, non-identity normalization, ...) are refused.
 
 fast_encoder(model_path) returns a FastEncoder over bpe.c's libbpe.so (`make bpe`) that encodes
 whole batches of documents exactly as sentencepiece does, several times faster, or None with the
@@ -22,6 +25,10 @@ import numpy as np
 from sentencepiece import SentencePieceProcessor
 
 TOKENIZER_MODEL = os.path.join("data", "tok5000.model")  # the Chinese 5000-piece vocabulary
+# the .bin trailer: magic, version, add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes
+TRAILER = struct.Struct("<4siBB2x")
+TRAILER_MAGIC, TRAILER_VERSION = b"spnm", 1
+NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # sentencepiece piece types
 
 
 class Tokenizer:
@@ -57,6 +64,10 @@ class Tokenizer:
 
     def export(self, out_path=None):
         """Write the .bin next to the model (data/tok5000.model -> data/tok5000.bin); returns its path."""
+        spec = read_model_spec(self.model_path)
+        why = encoder_mismatch(spec)
+        if why:
+            raise ValueError(f"{self.model_path}: run.c cannot encode text the way this vocabulary does ({why})")
         tokens, scores = [], []
         for i in range(self.n_words):
             t = self.sp_model.id_to_piece(i)
@@ -74,15 +85,87 @@ class Tokenizer:
             for b, score in zip(tokens, scores):
                 f.write(struct.pack("<fi", score, len(b)))
                 f.write(b)
+            f.write(TRAILER.pack(TRAILER_MAGIC, TRAILER_VERSION, int(bool(spec["add_dummy_prefix"])),
+                                 int(bool(spec["remove_extra_whitespaces"]))))
         os.replace(tmp, out_path)
         return out_path
+
+
+def read_tokenizer_bin(path, vocab_size):
+    """Read run.c's tokenizer .bin as run.c does: vocab_size pieces, then nothing or the trailer.
+    Returns dict(pieces=[bytes], scores=[float], add_dummy_prefix, remove_extra_whitespaces, trailer).
+    A file without trailer (the published tok5000.bin) means: dummy prefix, spaces kept."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ValueError(f"cannot read tokenizer {path}: {e.strerror or e}") from None
+    if len(data) < 4:
+        raise ValueError(f"tokenizer {path} is truncated ({len(data)} bytes)")
+    pos, pieces, scores = 4, [], []
+    for i in range(vocab_size):
+        if len(data) - pos < 8:
+            raise ValueError(f"tokenizer {path} ends after {i} of the model's {vocab_size} pieces "
+                             "(wrong tokenizer for this model?)")
+        score, n = struct.unpack_from("<fi", data, pos)
+        pos += 8
+        if n < 0 or n > len(data) - pos:
+            raise ValueError(f"tokenizer {path}: piece {i} has a bad length {n} (file corrupt or truncated)")
+        pieces.append(data[pos:pos + n])
+        scores.append(score)
+        pos += n
+    out = dict(pieces=pieces, scores=scores, add_dummy_prefix=1, remove_extra_whitespaces=0, trailer=False)
+    rest = data[pos:]
+    if rest:
+        ok = len(rest) == TRAILER.size
+        if ok:
+            magic, version, prefix, extra = TRAILER.unpack(rest)
+            ok = magic == TRAILER_MAGIC and version == TRAILER_VERSION and prefix <= 1 and extra <= 1 \
+                and rest[-2:] == b"\0\0"
+        if not ok:
+            raise ValueError(f"tokenizer {path} has {len(rest)} bytes after the model's {vocab_size} pieces "
+                             "(wrong tokenizer for this model?)")
+        out.update(add_dummy_prefix=prefix, remove_extra_whitespaces=extra, trailer=True)
+    return out
+
+
+def load_vocab(path, vocab_size):
+    """The vocabulary of a sentencepiece .model or a run.c .bin as sentencepiece sees it: pieces
+    (with "▁"), scores, piece types (NORMAL, UNKNOWN, CONTROL, BYTE), the normalizer flags. For
+    formats that carry a vocabulary of their own (GGUF)."""
+    if path.endswith(".model"):
+        spec = read_model_spec(path)
+        why = encoder_mismatch(spec)
+        if why:
+            raise ValueError(f"{path}: run.c and llama.cpp cannot encode text the way this vocabulary does ({why})")
+        if len(spec["pieces"]) != vocab_size:
+            raise ValueError(f"{path} has {len(spec['pieces'])} pieces, the model {vocab_size}")
+        return dict(pieces=[p["piece"] for p in spec["pieces"]], scores=[p["score"] for p in spec["pieces"]],
+                    types=[p["type"] for p in spec["pieces"]], add_dummy_prefix=spec["add_dummy_prefix"],
+                    remove_extra_whitespaces=spec["remove_extra_whitespaces"])
+    b = read_tokenizer_bin(path, vocab_size)
+    pieces, types = [], []
+    for i, raw in enumerate(b["pieces"]):
+        if i in (1, 2):  # BOS/EOS, written as "\n<s>\n" / "\n</s>\n"
+            pieces.append(raw.decode("utf-8", "replace").strip())
+            types.append(CONTROL)
+            continue
+        try:
+            piece = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise ValueError(f"tokenizer {path}: piece {i} is not valid UTF-8") from None
+        is_byte = len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">") and \
+            all(c in "0123456789ABCDEFabcdef" for c in piece[3:5])
+        pieces.append(piece if is_byte else piece.replace(" ", "\u2581"))
+        types.append(UNKNOWN if i == 0 else BYTE if is_byte else NORMAL)
+    return dict(pieces=pieces, scores=b["scores"], types=types, add_dummy_prefix=b["add_dummy_prefix"],
+                remove_extra_whitespaces=b["remove_extra_whitespaces"])
 
 
 # -----------------------------------------------------------------------------
 # the fast batch encoder (bpe.c)
 
 LIBBPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libbpe.so")
-NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # sentencepiece piece types
 
 
 def _proto_fields(buf):
@@ -164,6 +247,23 @@ def read_model_spec(model_path):
     return spec
 
 
+def encoder_mismatch(spec):
+    """Why run.c / bpe.c cannot encode exactly as this sentencepiece model does, or None. Both copy
+    BPE with the identity normalizer (add_dummy_prefix and remove_extra_whitespaces either way)."""
+    if spec["model_type"] != 2:
+        return "not a BPE model"
+    if spec["charsmap"] or spec["normalizer_name"] not in ("identity", ""):
+        return f"normalization rule {spec['normalizer_name']!r} (only identity is implemented)"
+    if spec["treat_whitespace_as_suffix"] or not spec["escape_whitespaces"]:
+        return "unusual whitespace settings"
+    types = [p["type"] for p in spec["pieces"]]
+    if USER_DEFINED in types or UNUSED in types:
+        return "user-defined or unused pieces"
+    if sum(t == BYTE for t in types) != 256:
+        return "no byte fallback pieces"
+    return None
+
+
 class FastEncoder:
     """Batches of documents -> one uint16 array of [BOS] + ids + [EOS] per document, in C."""
 
@@ -220,19 +320,14 @@ def fast_encoder(model_path, sp=None):
         return None, f"cannot read {model_path}: {e}"
     sp = sp or SentencePieceProcessor(model_file=model_path)
     pieces = spec["pieces"]
-    if spec["model_type"] != 2:
-        return None, "not a BPE model"
-    if spec["charsmap"] or spec["normalizer_name"] not in ("identity", ""):
-        return None, f"normalization rule {spec['normalizer_name']!r} (only identity is implemented)"
-    if spec["treat_whitespace_as_suffix"] or not spec["escape_whitespaces"]:
-        return None, "unusual whitespace settings"
+    why = encoder_mismatch(spec)
+    if why:
+        return None, why
     if sp.bos_id() < 0 or sp.eos_id() < 0:
         return None, "no BOS/EOS pieces"
     if len(pieces) != sp.vocab_size() or len(pieces) > 65536:
         return None, "pieces do not match sentencepiece's"
     types = [p["type"] for p in pieces]
-    if USER_DEFINED in types or UNUSED in types:
-        return None, "user-defined or unused pieces"
     if [p["piece"] for p in pieces] != sp.id_to_piece(list(range(len(pieces)))):  # the hand-read proto agrees
         return None, "pieces do not match sentencepiece's"
     byte_ids = [-1] * 256

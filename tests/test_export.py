@@ -252,3 +252,147 @@ def test_cli_never_leaves_a_torn_output(tmp_path, capsys):
     assert capsys.readouterr().err == ""
     export.main([str(out), "--version", "2", "--checkpoint", str(tmp_path / "ckpt.pt")])
     assert read_bin_header(str(out))["version"] == 2 and sorted(os.listdir(tmp_path)) == ["ckpt.pt", "model.bin"]
+
+
+# -----------------------------------------------------------------------------
+# GGUF, read back with the gguf package's own reader
+
+GGUF_NAMES = {"attention_norm": "attn_norm", "attention.wq": "attn_q", "attention.wk": "attn_k",
+              "attention.wv": "attn_v", "attention.wo": "attn_output", "ffn_norm": "ffn_norm",
+              "feed_forward.w1": "ffn_gate", "feed_forward.w2": "ffn_down", "feed_forward.w3": "ffn_up"}
+
+
+def gguf_model(shared, seed=0):
+    torch.manual_seed(seed)
+    m = Transformer(ModelArgs(**{**ARGS, "vocab_size": 512}))  # the conftest vocabulary's size
+    if not shared:
+        untie_classifier(m)
+        with torch.no_grad():
+            m.output.weight.mul_(-2.0)
+    return m.eval()
+
+
+def expected_tensors(m):
+    want = {"token_embd.weight": m.tok_embeddings.weight, "output_norm.weight": m.norm.weight}
+    for i, layer in enumerate(m.layers):
+        for ours, theirs in GGUF_NAMES.items():
+            mod = layer
+            for part in ours.split("."):
+                mod = getattr(mod, part)
+            want[f"blk.{i}.{theirs}.weight"] = mod.weight
+    if not shares_classifier(m):
+        want["output.weight"] = m.output.weight
+    return {k: v.detach().numpy() for k, v in want.items()}
+
+
+def read_gguf(path):
+    import gguf
+    r = gguf.GGUFReader(str(path))
+    meta = {k: f.contents() for k, f in r.fields.items()}
+    return meta, {t.name: t for t in r.tensors}
+
+
+def dequant(t):
+    import gguf
+    return gguf.quants.dequantize(t.data, t.tensor_type).reshape(tuple(reversed([int(d) for d in t.shape])))
+
+
+@pytest.mark.parametrize("shared", [True, False])
+def test_gguf_f32_metadata_vocabulary_and_tensors(tmp_path, sp_model, sp_tok_bin, shared):
+    import gguf
+    import sentencepiece as spm
+    m = gguf_model(shared)
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    metas = []
+    for tok in (sp_model, sp_tok_bin):  # the .model and run.c's .bin give the same vocabulary
+        out = tmp_path / f"m-{os.path.basename(tok)}.gguf"
+        model_export(m, str(out), "gguf", tokenizer=tok, gguf_type="f32")
+        meta, tensors = read_gguf(out)
+        want = expected_tensors(m)
+        assert sorted(tensors) == sorted(want)
+        for name, t in tensors.items():
+            assert t.tensor_type == gguf.GGMLQuantizationType.F32, name
+            assert [int(d) for d in t.shape] == list(reversed(want[name].shape)), name  # ggml: fastest dim first
+            np.testing.assert_array_equal(dequant(t), want[name], err_msg=name)  # bit-exact
+        metas.append(meta)
+    meta = metas[0]
+    assert {k: v for k, v in metas[1].items() if k.startswith(("llama.", "tokenizer."))} == \
+        {k: v for k, v in meta.items() if k.startswith(("llama.", "tokenizer."))}
+    assert meta["general.architecture"] == "llama" and meta["general.file_type"] == 0
+    assert (meta["llama.context_length"], meta["llama.embedding_length"], meta["llama.block_count"],
+            meta["llama.feed_forward_length"], meta["llama.attention.head_count"],
+            meta["llama.attention.head_count_kv"], meta["llama.rope.dimension_count"]) == (40, 64, 2, 192, 4, 2, 16)
+    assert meta["llama.rope.freq_base"] == 10000.0
+    assert meta["llama.attention.layer_norm_rms_epsilon"] == np.float32(1e-5)
+    assert meta["tokenizer.ggml.model"] == "llama"
+    assert meta["tokenizer.ggml.tokens"] == [sp.id_to_piece(i) for i in range(512)]
+    assert meta["tokenizer.ggml.scores"] == [np.float32(sp.get_score(i)) for i in range(512)]
+    T = gguf.TokenType
+    types = [T.UNKNOWN if sp.is_unknown(i) else T.CONTROL if sp.is_control(i) else T.BYTE if sp.is_byte(i)
+             else T.NORMAL for i in range(512)]
+    assert meta["tokenizer.ggml.token_type"] == [int(t) for t in types]
+    assert types[:3] == [T.UNKNOWN, T.CONTROL, T.CONTROL] and types[3 + 0xE5] == T.BYTE
+    assert (meta["tokenizer.ggml.unknown_token_id"], meta["tokenizer.ggml.bos_token_id"],
+            meta["tokenizer.ggml.eos_token_id"]) == (0, 1, 2)
+    assert meta["tokenizer.ggml.add_bos_token"] is True and meta["tokenizer.ggml.add_eos_token"] is False
+    assert meta["tokenizer.ggml.add_space_prefix"] is True
+    assert meta["tokenizer.ggml.remove_extra_whitespaces"] is False
+
+
+def test_gguf_f16_q8_0_close(tmp_path, sp_tok_bin):
+    import gguf
+    m = gguf_model(shared=False)
+    want = expected_tensors(m)
+    for kind, qtype, ftype in [("f16", gguf.GGMLQuantizationType.F16, 1), ("q8_0", gguf.GGMLQuantizationType.Q8_0, 7)]:
+        out = tmp_path / f"{kind}.gguf"
+        model_export(m, str(out), "gguf", tokenizer=sp_tok_bin, gguf_type=kind)
+        meta, tensors = read_gguf(out)
+        assert meta["general.file_type"] == ftype and sorted(tensors) == sorted(want)
+        for name, t in tensors.items():
+            w = want[name]
+            got = dequant(t)
+            assert got.shape == w.shape, name
+            if w.ndim == 1:  # norms stay F32, exact
+                assert t.tensor_type == gguf.GGMLQuantizationType.F32
+                np.testing.assert_array_equal(got, w)
+                continue
+            assert t.tensor_type == qtype, name
+            blocks = np.abs(w).reshape(-1, 32).max(axis=1, keepdims=True)
+            # F16: half an ulp (2^-11 relative; 2^-25 absolute among the subnormals); Q8_0: half a step of
+            # its per-block scale max|w|/127, plus up to 127 times the f16 rounding of that scale
+            tol = np.abs(w).reshape(-1, 32) * 2 ** -11 + 2 ** -25 if kind == "f16" else \
+                blocks / 127 * (0.5 + 127 * 2 ** -11) + 1e-9
+            assert np.all(np.abs(got - w).reshape(-1, 32) <= tol), name
+            assert not np.array_equal(got, w), name  # really converted
+
+
+def test_gguf_cli_from_bin_versions_and_checkpoint(tmp_path, sp_model, sp_tok_bin):
+    m = gguf_model(shared=False)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": m.state_dict(), "model_args": {**ARGS, "vocab_size": 512}}, ckpt)
+    exe = [sys.executable, os.path.join(ROOT, "export.py")]
+    for v in (0, 1, 2):
+        model_export(m, str(tmp_path / f"v{v}.bin"), version=v)
+    ref = expected_tensors(m)
+    for src, extra in [("ckpt", ["--checkpoint", str(ckpt), "--tokenizer", sp_model]),
+                       ("v0", ["--bin", str(tmp_path / "v0.bin"), "--tokenizer", str(sp_tok_bin)]),
+                       ("v1", ["--bin", str(tmp_path / "v1.bin"), "--tokenizer", str(sp_tok_bin)]),
+                       ("v2", ["--bin", str(tmp_path / "v2.bin"), "--tokenizer", str(sp_tok_bin)])]:
+        out = tmp_path / f"{src}.gguf"
+        r = subprocess.run(exe + [str(out), "--version", "gguf", *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        _, tensors = read_gguf(out)
+        want = expected_tensors(load_model_bin(str(tmp_path / "v2.bin"))) if src == "v2" else ref
+        for name, t in tensors.items():
+            np.testing.assert_array_equal(dequant(t), want[name], err_msg=f"{src} {name}")
+    # one-line errors, nothing written: no tokenizer, one of another size, a broken one
+    short = tmp_path / "short.bin"
+    short.write_bytes(open(sp_tok_bin, "rb").read()[:-100])
+    for extra, msg in [([], "needs --tokenizer"), (["--tokenizer", str(short)], "ends after"),
+                       (["--tokenizer", str(tmp_path / "none.bin")], "cannot read tokenizer"),
+                       (["--tokenizer", str(sp_tok_bin), "--gguf_type", "q4_0"], "--gguf_type")]:
+        r = subprocess.run(exe + [str(tmp_path / "bad.gguf"), "--version", "gguf", "--checkpoint", str(ckpt), *extra],
+                           capture_output=True, text=True)
+        assert r.returncode != 0 and r.stderr.startswith("error:") and msg in r.stderr, r.stderr
+        assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
+        assert not [n for n in os.listdir(tmp_path) if n.startswith("bad.gguf")]
