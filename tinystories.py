@@ -103,12 +103,11 @@ def train_sp_model(texts, prefix, vocab_size, num_threads=None, quiet=False, **o
 
 
 # -----------------------------------------------------------------------------
-# download: the real dataset (resumable HTTP with checks), the sample corpus, the published models
+# download: the real dataset and the published models through huggingface_hub, the sample corpus
 
 SAMPLE_STORIES = 25000
 SAMPLE_SHARDS = 10
-RETRIES = 5
-BACKOFF = 0.5  # seconds before the first retry, doubled after each failure
+MIRROR_HINT = "set HF_ENDPOINT=https://hf-mirror.com to use a mirror"
 
 
 def hub_endpoint():
@@ -116,144 +115,94 @@ def hub_endpoint():
     return os.environ.get("HF_ENDPOINT", HF_ENDPOINT).rstrip("/")
 
 
-def _auth_headers():
-    token = os.environ.get("HF_TOKEN")
-    return {"Authorization": f"Bearer {token}"} if token else {}
+def sha256_of(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
-def _expected_sha256(headers):
-    """The hub serves LFS files with their sha256 as (X-Linked-)ETag; a plain ETag may be anything."""
-    for key in ("X-Linked-Etag", "ETag"):
-        tag = headers.get(key, "").removeprefix("W/").strip('"')
-        if len(tag) == 64 and all(c in "0123456789abcdef" for c in tag.lower()):
-            return tag.lower()
-    return None
+def _check_sha256(path, want, source):
+    """huggingface_hub checks the size only: compare the content with the sha256 the server vouches
+    for, and delete a file that does not match (the next run downloads it again)."""
+    got = sha256_of(path)
+    if got != want.lower():
+        os.remove(path)
+        raise UserError(f"{source}: sha256 mismatch (got {got}, expected {want}); the download was deleted, run again")
 
 
-class _Retry(Exception):
-    """A transient download failure: try again (resuming) after a pause."""
+def _download_error(e, what):
+    """huggingface_hub's and httpx's exceptions -> one line saying what to do."""
+    import httpx2
+    from huggingface_hub import errors
+    status = getattr(getattr(e, "response", None), "status_code", None)
+    if isinstance(e, errors.GatedRepoError) or status == 403:
+        return UserError(f"{what}: access denied (HTTP {status}); set HF_TOKEN if the repo needs a login")
+    if isinstance(e, (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.RemoteEntryNotFoundError)) \
+            or status == 404:  # the hub answers 401 for a repo that does not exist or is private
+        return UserError(f"{what} not found (HTTP {status}); set HF_TOKEN if the repo is private")
+    if isinstance(e, errors.OfflineModeIsEnabled) or (isinstance(e, errors.LocalEntryNotFoundError) and
+                                                      os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")):
+        return UserError(f"{what}: HF_HUB_OFFLINE is set and the file is not downloaded yet")
+    if isinstance(e, (errors.LocalEntryNotFoundError, httpx2.TransportError, errors.FileMetadataError)):
+        return UserError(f"cannot reach {hub_endpoint()} for {what} (offline?); {MIRROR_HINT}, or run again to retry")
+    if isinstance(e, errors.HfHubHTTPError):
+        return UserError(f"{what}: HTTP {status}; run again, or {MIRROR_HINT}")
+    return UserError(f"{what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; run again to retry")
 
 
-def _fetch_once(url, part, meta, desc):
-    """One HTTP attempt: append to part from its current size (Range), or start over when the server
-    sends the whole file. Returns (announced total size or None, sha256 the server vouches for)."""
-    import requests
-    from tqdm import tqdm
-    offset = os.path.getsize(part) if os.path.exists(part) and meta.get("url") == url else 0
-    if offset and offset == meta.get("total"):
-        return offset, meta.get("sha256")  # complete already: stopped before the rename
-    headers = {**_auth_headers(), "Accept-Encoding": "identity"}  # byte counts must match the file
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
-        if meta.get("etag"):
-            headers["If-Range"] = meta["etag"]  # a changed file is sent whole, never spliced
+def hub_download(repo_id, filename, local_dir, repo_type=None):
+    """Fetch one file of a hub repo into local_dir/filename with huggingface_hub (HF_ENDPOINT mirrors,
+    HF_TOKEN, retries that resume with a Range request, hf_transfer/Xet when installed, tqdm progress).
+    Files the hub stores in LFS are also checked against their sha256."""
+    import httpx2
+    from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
+    endpoint = hub_endpoint()
+    what = f"{endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}/{filename}"
     try:
-        with requests.get(url, headers=headers, stream=True, timeout=(15, 60)) as r:
-            if r.status_code == 404:
-                raise UserError(f"{url} not found (HTTP 404)")
-            if r.status_code in (401, 403):
-                raise UserError(f"{url}: access denied (HTTP {r.status_code}); set HF_TOKEN if the repo needs a login")
-            if r.status_code == 416 and offset:  # the part is not a prefix of this file: start over
-                os.remove(part)
-                raise _Retry("server refused the resume range")
-            if r.status_code >= 500 or r.status_code == 429:
-                raise _Retry(f"HTTP {r.status_code}")
-            if r.status_code >= 300:
-                raise UserError(f"{url}: HTTP {r.status_code}")
-            if r.status_code == 206:
-                start = r.headers.get("Content-Range", "bytes 0-").split()[1].split("-")[0]
-                if start != str(offset):
-                    os.remove(part)
-                    raise _Retry(f"server resumed at byte {start}, expected {offset}")
-            else:
-                offset = 0  # the server sent the whole file
-            length = r.headers.get("Content-Length")
-            total = offset + int(length) if length is not None else None
-            sha = _expected_sha256(r.headers) or (meta.get("sha256") if offset else None)
-            with open(part + ".json", "w") as f:
-                json.dump({"url": url, "etag": r.headers.get("ETag"), "total": total, "sha256": sha}, f)
-            with open(part, "ab" if offset else "wb") as f, \
-                    tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
-                         desc=desc, mininterval=0.5) as bar:
-                for chunk in r.iter_content(chunk_size=1 << 16):
-                    f.write(chunk)
-                    bar.update(len(chunk))
-    except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
-        raise _Retry(str(e).splitlines()[0] if str(e) else type(e).__name__) from None
-    except requests.RequestException as e:
-        raise UserError(f"cannot download {url}: {e}") from None
-    size = os.path.getsize(part)
-    if total is not None and size < total:
-        raise _Retry(f"connection closed after {size} of {total} bytes")
-    if total is not None and size != total:
-        os.remove(part)
-        raise UserError(f"{url}: got {size} bytes, the server announced {total}")
-    return total, sha
+        meta = get_hf_file_metadata(hf_hub_url(repo_id, filename, repo_type=repo_type, endpoint=endpoint))
+        path = hf_hub_download(repo_id, filename, repo_type=repo_type, local_dir=local_dir, endpoint=endpoint)
+    except (OSError, httpx2.HTTPError) as e:  # huggingface_hub's errors are OSErrors
+        raise _download_error(e, what) from None
+    if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag):
+        _check_sha256(path, meta.etag, what)
+    return path
 
 
-def download_file(url, path, sha256=None, desc=None):
-    """Download url to path, resuming path.part with a Range request after a dropped connection and
-    retrying with backoff. Verifies the size the server announced and the sha256 when one is known
-    (given, or the hub's ETag). Does nothing when path already exists."""
-    if os.path.exists(path):
-        return path
-    part, meta_path = path + ".part", path + ".part.json"
+def download_url(url, path, sha256=None):
+    """--data_url: one plain HTTP file (any host) through huggingface_hub's http_get, written aside
+    and renamed, checked against --sha256 when given."""
+    import httpx2
+    from huggingface_hub.file_download import http_get
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    for attempt in range(RETRIES):
-        if attempt:
-            time.sleep(BACKOFF * 2 ** (attempt - 1))
-        meta = {}
-        if os.path.exists(meta_path):
-            with open(meta_path) as f:
-                meta = json.load(f)
-        try:
-            _, want = _fetch_once(url, part, meta, desc or os.path.basename(path))
-            break
-        except _Retry as e:
-            last_error = str(e)
-    else:
-        raise UserError(f"cannot download {url} after {RETRIES} tries: {last_error} "
-                        "(run again to resume; set HF_ENDPOINT to use a mirror)")
-    want = sha256 or want
-    if want:
-        h = hashlib.sha256()
-        with open(part, "rb") as f:
-            for block in iter(lambda: f.read(1 << 20), b""):
-                h.update(block)
-        if h.hexdigest() != want.lower():
-            os.remove(part)
-            os.remove(meta_path)
-            raise UserError(f"{url}: sha256 mismatch (got {h.hexdigest()}, expected {want}); "
-                            "the download was deleted, run again")
-    os.replace(part, path)
-    os.remove(meta_path)
+    tmp = path + ".incomplete"
+    try:
+        with open(tmp, "wb") as f:
+            http_get(url, f, displayed_filename=os.path.basename(path))
+        if sha256:
+            _check_sha256(tmp, sha256, url)
+        os.replace(tmp, path)
+    except (OSError, httpx2.HTTPError) as e:
+        raise (e if isinstance(e, UserError) else _download_error(e, url)) from None
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
     return path
 
 
 def safe_extract(archive, out_dir):
-    """Extract a .tar(.gz) of data shards into out_dir, all or nothing: every entry is checked first
-    (no absolute paths, no '..', no links or devices), everything lands in a temporary folder next to
-    out_dir, and that folder is renamed into place only when the archive was read to its end."""
+    """Extract a .tar(.gz) of data shards into out_dir, all or nothing: the standard library's "data"
+    filter refuses absolute paths, '..', links out of the folder and device files; everything lands
+    in a temporary folder next to out_dir, renamed into place only when the whole archive was read."""
     parent = os.path.dirname(os.path.abspath(out_dir))
     tmp = tempfile.mkdtemp(prefix=".extract-", dir=parent)
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
-                members = tar.getmembers()  # reads the whole archive: a truncated one fails here
-                for m in members:
-                    parts = m.name.replace("\\", "/").split("/")
-                    if m.name.startswith(("/", "\\")) or ":" in parts[0] or ".." in parts:
-                        raise UserError(f"{archive}: refusing unsafe path {m.name!r} in the archive")
-                    if not (m.isfile() or m.isdir()):
-                        raise UserError(f"{archive}: refusing link or special entry {m.name!r} in the archive")
-                for m in members:
-                    target = os.path.join(tmp, *[p for p in m.name.split("/") if p not in ("", ".")])
-                    if m.isdir():
-                        os.makedirs(target, exist_ok=True)
-                        continue
-                    os.makedirs(os.path.dirname(target), exist_ok=True)
-                    with tar.extractfile(m) as src, open(target, "wb") as dst:
-                        shutil.copyfileobj(src, dst, 1 << 20)
+                tar.extractall(tmp, filter="data")
+        except tarfile.FilterError as e:
+            raise UserError(f"{archive}: refusing unsafe entry ({e})") from None
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
             raise UserError(f"{archive} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
                             "delete it and run download again") from None
@@ -304,10 +253,15 @@ def download(dataset="tinystories_zh", data_root=DATA_CACHE_DIR, data_url=None, 
     elif dataset == "sample":
         write_sample(data_dir)
     else:
-        url = data_url or f"{hub_endpoint()}/datasets/{DATASET_REPO}/resolve/main/{DATASET_FILE}"
-        archive = os.path.join(data_root, os.path.basename(url.split("?")[0]) or DATASET_FILE)
-        print(f"downloading {url} to {archive}")
-        download_file(url, archive, sha256=sha256)
+        if data_url:
+            archive = os.path.join(data_root, os.path.basename(data_url.split("?")[0]) or DATASET_FILE)
+            print(f"downloading {data_url} to {archive}")
+            download_url(data_url, archive, sha256)
+        else:
+            print(f"downloading {DATASET_FILE} of the dataset {DATASET_REPO} from {hub_endpoint()} to {data_root}")
+            archive = hub_download(DATASET_REPO, DATASET_FILE, data_root, repo_type="dataset")
+            if sha256:
+                _check_sha256(archive, sha256, archive)
         print(f"extracting {archive} to {data_dir}")
         safe_extract(archive, data_dir)
     print_example(data_dir)
@@ -322,7 +276,7 @@ def download_model(model, out_dir="."):
         if os.path.exists(path):
             print(f"{path} already there")
             continue
-        download_file(f"{hub_endpoint()}/{MODEL_REPO}/resolve/main/{name}", path)
+        hub_download(MODEL_REPO, name, out_dir)
         print(f"wrote {path}")
     print(f"now: make run && ./run {os.path.join(out_dir, model + '.bin')} -z {os.path.join(out_dir, MODEL_TOKENIZER)}")
 
@@ -730,7 +684,7 @@ def main(argv=None):
     parser.add_argument("stage", choices=["download", "download_model", "train_vocab", "pretokenize"])
     parser.add_argument("--dataset", default="tinystories_zh", choices=["tinystories_zh", "sample"],
                         help="download: the real dataset from the hub, or the offline generated sample")
-    parser.add_argument("--data_url", default=None, help="download: fetch the tarball from this URL instead")
+    parser.add_argument("--data_url", default=None, help="download: fetch the tarball from this URL (any host) instead of the hub")
     parser.add_argument("--sha256", default=None, help="download: expected sha256 of the tarball")
     parser.add_argument("--model", default="stories15M", help="download_model: " + "|".join(MODELS))
     parser.add_argument("--out_dir", default=".", help="download_model: where to put the files")
