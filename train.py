@@ -15,10 +15,6 @@ DDP on 2 machines (run on each, --node_rank=0 on the one whose address is --mast
 Settings are the module-level variables below; override them with --key=value or a config file
 (see configurator.py). The resolved config is printed and saved in out_dir/ckpt.pt. Every logged
 point is appended to out_dir/metrics.jsonl (python3 plot_metrics.py out_dir draws it).
-
-Two environment hooks exist for the tests only: LLAMA2C_TEST_DUMP=dir (each rank writes its
-batches, gradients and weights per iteration) and LLAMA2C_SLOW_SAVE=seconds (checkpoint writes
-pause between chunks, so a test can kill -9 the process in the middle of one).
 """
 
 import json
@@ -35,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
 from export import model_export, write_atomic
-from model import ModelArgs, Transformer
+from model import ModelArgs, Transformer, gpu_peak_flops
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -138,23 +134,35 @@ if not (learning_rate >= 0 and weight_decay >= 0 and grad_clip >= 0 and max_iter
 device_type = "cuda" if "cuda" in device else "cpu"  # for later use in torch.autocast
 if device_type == "cuda" and not torch.cuda.is_available():
     fail(f"device={device} but CUDA is not available; train on the CPU with --device=cpu --compile=False")
+ddp_local_rank = int(os.environ.get("LOCAL_RANK", 0))
+if ddp and device_type == "cuda":
+    # each rank takes its own GPU before any other CUDA call, or every rank opens a context on GPU 0
+    n_gpus = torch.cuda.device_count()
+    nproc = int(os.environ.get("LOCAL_WORLD_SIZE", 1))
+    if nproc > n_gpus:
+        if ddp_local_rank != 0:
+            sys.exit(1)  # one line from local rank 0 says it
+        fail(f"--nproc_per_node={nproc} but this machine has {n_gpus} visible GPU(s): "
+             f"use --nproc_per_node={n_gpus} (or CUDA_VISIBLE_DEVICES to pick them)")
+    device = f"cuda:{ddp_local_rank}"
+    torch.cuda.set_device(device)
 try:
     torch.empty(0, device=device)
 except Exception as e:  # a typo such as --device=cpuu, or mps on a machine without it
     fail(f"device={device} is not usable: {first_line(e)}")
+if device_type == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
+    fail(f"{torch.cuda.get_device_name()} has no bfloat16 (V100, T4, ...): train with --dtype=float16")
 
 # various inits, derived attributes, I/O setup
 if ddp:
     try:
-        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
+        # device_id binds NCCL to this rank's GPU at once (no guessing from the current device)
+        dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
+                                device_id=torch.device(device) if device_type == "cuda" else None)
     except Exception as e:
         fail(f"cannot start the process group: {first_line(e)}")
     ddp_rank = dist.get_rank()
-    ddp_local_rank = int(os.environ["LOCAL_RANK"])
     ddp_world_size = dist.get_world_size()
-    if device_type == "cuda":
-        device = f"cuda:{ddp_local_rank}"
-        torch.cuda.set_device(device)
     master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
     seed_offset = ddp_rank  # each process gets a different seed
     # world_size number of processes will be training simultaneously, so we can scale
@@ -258,7 +266,8 @@ model.to(device)
 scaler = torch.amp.GradScaler(device_type, enabled=(dtype == "float16"))
 
 # optimizer
-optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type)
+optimizer = model.configure_optimizers(weight_decay, learning_rate, (beta1, beta2), device_type,
+                                       verbose=master_process)
 if checkpoint is not None:
     try:
         optimizer.load_state_dict(checkpoint["optimizer"])
@@ -321,30 +330,8 @@ def get_lr(it):
     return min_lr + coeff * (learning_rate - min_lr)
 
 
-class _SlowWriter:
-    """Test hook (LLAMA2C_SLOW_SAVE): a file whose writes pause, to widen the window for a kill."""
-
-    def __init__(self, f, delay):
-        self.f, self.delay = f, delay
-
-    def write(self, b):
-        n = self.f.write(b)
-        self.f.flush()
-        time.sleep(self.delay)
-        return n
-
-    def flush(self):
-        self.f.flush()
-
-
 def save_checkpoint_file(obj, path):
-    delay = float(os.environ.get("LLAMA2C_SLOW_SAVE", "0") or 0)
-
-    def write(tmp):
-        with open(tmp, "wb") as f:
-            torch.save(obj, _SlowWriter(f, delay) if delay > 0 else f)
-
-    write_atomic(write, path)
+    write_atomic(lambda tmp: torch.save(obj, tmp), path)
 
 
 def append_metrics(record):
@@ -361,18 +348,6 @@ def gather(obj):
     return out
 
 
-def peak_flops():
-    """Dense bf16 peak of known GPUs, for MFU; None on the CPU (no meaningful peak to quote)."""
-    if device_type != "cuda":
-        return None
-    name = torch.cuda.get_device_name()
-    for key, flops in [("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("A10", 125e12),
-                       ("L4", 121e12), ("4090", 165e12), ("3090", 71e12)]:
-        if key in name:
-            return flops
-    return 312e12  # unknown GPU: quote against an A100 like the original
-
-
 # logging
 if wandb_log and master_process:
     try:
@@ -381,8 +356,13 @@ if wandb_log and master_process:
         fail("wandb_log=True but wandb is not installed (pip install wandb)")
     wandb.init(project=wandb_project, name=wandb_run_name, config=config)
 
-# test hook: every rank dumps what it computed (LLAMA2C_TEST_DUMP)
-dump_dir = os.environ.get("LLAMA2C_TEST_DUMP")
+# MFU is quoted against the GPU's dense bf16 peak; a CPU has none to quote, an unknown GPU neither
+peak = None
+if device_type == "cuda":
+    peak = gpu_peak_flops(torch.cuda.get_device_name())
+    if master_process:
+        print(f"GPU: {torch.cuda.get_device_name()}, MFU against "
+              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in model.GPU_PEAK_FLOPS)"))
 
 # training loop
 pending_state = train_stream.state_dict()  # the stream's state before the batch held in X, Y
@@ -391,7 +371,6 @@ t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
 running_mfu = -1.0
 running_dt = None
-peak = peak_flops()
 try:
     while True:
         # determine and set the learning rate for this iteration
@@ -440,8 +419,6 @@ try:
 
         # forward backward update, with optional gradient accumulation to simulate larger batch size
         # and using the GradScaler if data type is float16
-        dump = {"iter": iter_num, "xs": [], "ys": [],
-                "params": {k: v.detach().clone() for k, v in raw_model.state_dict().items()}} if dump_dir else None
         for micro_step in range(gradient_accumulation_steps):
             if ddp:
                 # only sync gradients at the last micro step (the official way is no_sync())
@@ -450,17 +427,11 @@ try:
                 model(X, Y)
                 loss = raw_model.last_loss
                 loss = loss / gradient_accumulation_steps
-            if dump is not None:
-                dump["xs"].append(X.cpu())
-                dump["ys"].append(Y.cpu())
             # immediately async prefetch next batch while model is doing the forward pass on the GPU
             pending_state = train_stream.state_dict()
             X, Y = next_batch(train_stream)
             # backward pass, with gradient scaling if training in fp16
             scaler.scale(loss).backward()
-        if dump is not None:
-            dump["grads"] = {k: p.grad.detach().cpu().clone() for k, p in raw_model.named_parameters()}
-            torch.save(dump, os.path.join(dump_dir, f"rank{ddp_rank}_iter{iter_num}.pt"))
         # clip the gradient
         if grad_clip != 0.0:
             scaler.unscale_(optimizer)
@@ -480,16 +451,21 @@ try:
             lossf = loss.item() * gradient_accumulation_steps
             if local_iter_num >= 5:  # let the training loop settle a bit
                 running_dt = dt if running_dt is None else 0.9 * running_dt + 0.1 * dt
-                if peak is not None:
-                    mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps * ddp_world_size, dt, peak)
+                if peak is not None:  # one GPU's share: this rank's sequences over one GPU's peak
+                    mfu = raw_model.estimate_mfu(batch_size * gradient_accumulation_steps, dt, peak)
                     running_mfu = mfu if running_mfu == -1.0 else 0.9 * running_mfu + 0.1 * mfu
             tok_s = tokens_per_iter / dt
             eta_s = (max_iters - iter_num) * (running_dt if running_dt is not None else dt)
-            mfu_str = f"{running_mfu * 100:.2f}%" if peak is not None else "n/a (cpu)"
+            mfu_str = f"{running_mfu * 100:.2f}%" if peak is not None else "n/a"
+            record = {"iter": iter_num, "loss": lossf, "lr": lr, "dt_ms": dt * 1000, "tok_per_s": tok_s,
+                      "mfu": running_mfu if peak is not None else None, "eta_s": eta_s}
+            mem_str = ""
+            if device_type == "cuda":
+                record["peak_mem_gib"] = torch.cuda.max_memory_allocated() / 2**30
+                mem_str = f" | mem {record['peak_mem_gib']:.1f}GiB"
             print(f"{iter_num} | loss {lossf:.4f} | lr {lr:e} | {dt * 1000:.2f}ms | {tok_s:,.0f} tok/s "
-                  f"| mfu {mfu_str} | eta {eta_s / 3600:.2f}h", flush=True)
-            append_metrics({"iter": iter_num, "loss": lossf, "lr": lr, "dt_ms": dt * 1000, "tok_per_s": tok_s,
-                            "mfu": running_mfu if peak is not None else None, "eta_s": eta_s})
+                  f"| mfu {mfu_str}{mem_str} | eta {eta_s / 3600:.2f}h", flush=True)
+            append_metrics(record)
         iter_num += 1
         local_iter_num += 1
 
@@ -499,9 +475,6 @@ try:
 except OSError as e:
     fail(f"{first_line(e)} (while writing to {out_dir})")
 
-if dump_dir:
-    torch.save({k: v.detach().cpu().clone() for k, v in raw_model.state_dict().items()},
-               os.path.join(dump_dir, f"rank{ddp_rank}_final.pt"))
 if ddp:
     # Leave through os._exit: gloo's worker threads can still hold the last collective's tensors,
     # and releasing them during interpreter shutdown aborts the process ("terminate called without

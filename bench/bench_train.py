@@ -6,9 +6,11 @@ on random token data, for the published model configs (vocab 5000).
     python3 bench/bench_train.py --device=cuda                     # GPU, bf16 + compile, 15M and 110M
     python3 bench/bench_train.py --device=cuda --models=110M --batch_size=32
 
-MFU on the GPU is against the card's dense bf16 peak (H100/H200 989 TFLOPS, A100 312). A CPU has
-no published peak to quote, so on the CPU the peak is measured: the best FLOP/s of a large float32
-matmul on this machine (a generous "attainable peak"), printed alongside.
+MFU on the GPU is against the card's dense bf16 peak (model.GPU_PEAK_FLOPS, by exact card name;
+"n/a" for a card not in it). A CPU has no published peak to quote, so on the CPU the peak is
+measured: the best FLOP/s of a large float32 matmul on this machine (a generous "attainable
+peak"), printed alongside. On the CPU --dtype=bfloat16 runs under CPU autocast: train.py trains in
+float32 on the CPU because this measured slower (see README).
 """
 
 import argparse
@@ -21,14 +23,13 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
-from model import ModelArgs, Transformer  # noqa: E402
+from model import ModelArgs, Transformer, gpu_peak_flops  # noqa: E402
 
 CONFIGS = {
     "15M": dict(dim=288, n_layers=6, n_heads=6, n_kv_heads=6, max_seq_len=256),
     "42M": dict(dim=512, n_layers=8, n_heads=8, n_kv_heads=8, max_seq_len=1024),
     "110M": dict(dim=768, n_layers=12, n_heads=12, n_kv_heads=12, max_seq_len=1024),
 }
-GPU_PEAKS = [("H200", 989e12), ("H100", 989e12), ("A100", 312e12), ("L4", 121e12), ("A10", 125e12)]
 
 
 def measured_cpu_peak(n=1024, reps=20):
@@ -49,9 +50,9 @@ def bench(name, device, dtype, batch_size, seq_len, compile_model, warmup, iters
     torch.manual_seed(0)
     model = Transformer(ModelArgs(vocab_size=5000, multiple_of=32, **cfg)).to(device)
     device_type = "cuda" if "cuda" in device else "cpu"
-    optimizer = model.configure_optimizers(0.1, 5e-4, (0.9, 0.95), device_type)
+    optimizer = model.configure_optimizers(0.1, 5e-4, (0.9, 0.95), device_type, verbose=False)
     ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
-    ctx = nullcontext() if device_type == "cpu" else torch.amp.autocast(device_type="cuda", dtype=ptdtype)
+    ctx = nullcontext() if dtype == "float32" else torch.amp.autocast(device_type=device_type, dtype=ptdtype)
     step_model = torch.compile(model) if compile_model else model
     x = torch.randint(0, 5000, (batch_size, T), device=device)
     y = torch.randint(0, 5000, (batch_size, T), device=device)
@@ -75,11 +76,13 @@ def bench(name, device, dtype, batch_size, seq_len, compile_model, warmup, iters
         torch.cuda.synchronize()
     dt = (time.perf_counter() - t) / iters
     tok_s = batch_size * T / dt
-    mfu = model.estimate_mfu(batch_size, dt, peak)
+    achieved = model.estimate_mfu(batch_size, dt, 1.0)  # FLOP/s
+    mfu = achieved / peak if peak else None
+    mfu_str = f"MFU {mfu * 100:.2f}% (of {peak / 1e9:,.1f} GFLOP/s)" if peak else "MFU n/a"
     n_params = sum(p.numel() for p in model.parameters())
     print(f"{name:>5} ({n_params / 1e6:.1f}M params) {device} {dtype} compile={compile_model} "
           f"batch {batch_size} x {T}: {dt * 1000:.1f} ms/iter, {tok_s:,.0f} tok/s, "
-          f"{mfu * peak / 1e9:,.1f} GFLOP/s achieved, MFU {mfu * 100:.2f}% (of {peak / 1e9:,.1f} GFLOP/s)", flush=True)
+          f"{achieved / 1e9:,.1f} GFLOP/s achieved, {mfu_str}", flush=True)
     return dict(model=name, ms_per_iter=dt * 1000, tok_per_s=tok_s, mfu=mfu)
 
 
@@ -105,8 +108,9 @@ def main():
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         gpu = torch.cuda.get_device_name()
-        peak = next((f for k, f in GPU_PEAKS if k in gpu), 312e12)
-        print(f"device: {gpu}, peak {peak / 1e12:.0f} TFLOP/s (dense bf16)")
+        peak = gpu_peak_flops(gpu)
+        print(f"device: {gpu}, " + (f"peak {peak / 1e12:g} TFLOP/s (dense bf16)" if peak
+                                    else "not in model.GPU_PEAK_FLOPS: mfu n/a"))
     else:
         peak = measured_cpu_peak()
         print(f"device: CPU, {torch.get_num_threads()} threads, measured float32 matmul peak "

@@ -4,7 +4,7 @@ import math
 
 import torch
 
-from model import ModelArgs, Transformer, ffn_hidden_dim, shares_classifier, untie_classifier
+from model import ModelArgs, Transformer, ffn_hidden_dim, gpu_peak_flops, shares_classifier, untie_classifier
 
 # the three published Chinese tinyllamas (vocab 5000)
 CONFIGS = {
@@ -107,7 +107,7 @@ def test_tiny_model_loss_falls():
     stories = [torch.cat([torch.tensor([1]), torch.randint(3, 50, (15,), generator=g)]) for _ in range(4)]
     corpus = torch.cat(stories * 20)
     m = tiny(max_seq_len=32)
-    opt = m.configure_optimizers(0.0, 1e-2, (0.9, 0.95), "cpu")
+    opt = m.configure_optimizers(0.0, 1e-2, (0.9, 0.95), "cpu", verbose=False)
     losses = []
     for step in range(40):
         i = torch.randint(0, len(corpus) - 33, (8,), generator=g)
@@ -119,3 +119,41 @@ def test_tiny_model_loss_falls():
         opt.zero_grad(set_to_none=True)
     assert losses[0] > 3.5
     assert sum(losses[-5:]) / 5 < 1.0, losses
+
+
+def test_estimate_mfu_per_device_for_1_4_16_ranks():
+    with torch.device("meta"):
+        m = Transformer(ModelArgs(dim=288, n_layers=6, n_heads=6, n_kv_heads=6, vocab_size=5000,
+                                  multiple_of=32, max_seq_len=256))
+    N, T = 7_415_712, 256
+    flops_per_seq = (6 * N + 12 * 6 * 6 * 48 * T) * T  # PaLM appendix B, per sequence of T tokens
+    peak = 989e12
+    # 128 x 256 tokens per micro-batch, gradient_accumulation_steps=16 in total (global) split over
+    # W ranks: each GPU does 128 * 16 / W sequences per iteration. At the same per-GPU speed
+    # (0.1 s for 2048 sequences) every world size must quote the same per-GPU MFU.
+    mfus = []
+    for world in (1, 4, 16):
+        accum = 16 // world  # train.py's per-rank gradient_accumulation_steps
+        dt = 0.1 * (128 * accum) / 2048
+        mfu = m.estimate_mfu(128 * accum, dt, peak)  # train.py passes ONE rank's sequences
+        assert math.isclose(mfu, 2048 * flops_per_seq / 0.1 / peak, rel_tol=1e-12), world
+        mfus.append(mfu)
+        # the global batch (the old bug) would read world times higher
+        assert math.isclose(m.estimate_mfu(128 * accum * world, dt, peak), world * mfu, rel_tol=1e-12)
+    assert 0 < mfus[0] < 1 and math.isclose(mfus[0], mfus[2], rel_tol=1e-12)
+
+
+def test_gpu_peak_flops_matches_exact_names():
+    assert gpu_peak_flops("NVIDIA L40S") == 362e12  # not the L4's 121 (a substring would say so)
+    assert gpu_peak_flops("NVIDIA L4") == 121e12
+    assert gpu_peak_flops("NVIDIA L40") == 181e12
+    assert gpu_peak_flops("NVIDIA H100 PCIe") == 756e12  # not the SXM's 989
+    assert gpu_peak_flops("NVIDIA H100 80GB HBM3") == 989e12  # the SXM5 card's name
+    assert gpu_peak_flops("NVIDIA H200") == 989e12
+    assert gpu_peak_flops("NVIDIA A100-SXM4-80GB") == gpu_peak_flops("NVIDIA A100 80GB PCIe") == 312e12
+    assert gpu_peak_flops("NVIDIA A10") == 125e12 and gpu_peak_flops("NVIDIA A10G") == 70e12
+    assert gpu_peak_flops("Tesla V100-SXM2-16GB") == 125e12 and gpu_peak_flops("Tesla T4") == 65e12
+    assert gpu_peak_flops("NVIDIA B200") == 2250e12
+    # unknown cards get no figure (no MFU) instead of an A100's
+    for name in ("NVIDIA GeForce GTX 1080", "NVIDIA H100", "L4", "", "NVIDIA L40S-ish"):
+        assert gpu_peak_flops(name) is None, name

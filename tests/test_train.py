@@ -18,6 +18,7 @@ from export import load_model_bin
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
+PROBE = os.path.join(ROOT, "tests", "train_probe.py")  # train.py with instruments attached from outside
 VOCAB = 64
 
 TINY = ["--vocab_source=custom", f"--vocab_size={VOCAB}", "--device=cpu", "--compile=False",
@@ -52,8 +53,10 @@ def train(out_dir, data_root, *args, extra_env=None, timeout=120):
     return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout)
 
 
-def torchrun(launch_args, out_dir, data_root, *args, extra_env=None, timeout=180):
-    cmd = [sys.executable, "-m", "torch.distributed.run", *launch_args, TRAIN, *TINY,
+def torchrun(launch_args, out_dir, data_root, *args, probe=(), extra_env=None, timeout=180):
+    """probe: train_probe.py options (the run goes through the probe when given)."""
+    script = [PROBE, *probe] if probe else [TRAIN]
+    cmd = [sys.executable, "-m", "torch.distributed.run", *launch_args, *script, *TINY,
            f"--data_root={data_root}", f"--out_dir={out_dir}", *args]
     return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout)
 
@@ -115,11 +118,10 @@ def test_resume_is_exact(tmp_path, data_root):
 
 def test_kill_during_checkpoint_save_keeps_previous_checkpoint(tmp_path, data_root):
     out = tmp_path / "out"
-    cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={out}",
-           "--max_iters=1000", "--eval_interval=1", "--always_save_checkpoint=True"]
     # each of torch.save's ~400 writes pauses 3 ms: a save takes over a second, the kill lands inside one
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                         env=env(LLAMA2C_SLOW_SAVE="0.003"))
+    cmd = [sys.executable, PROBE, "--slow_save=0.003", *TINY, f"--data_root={data_root}", f"--out_dir={out}",
+           "--max_iters=1000", "--eval_interval=1", "--always_save_checkpoint=True"]
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
     ckpt, tmp = out / "ckpt.pt", out / "ckpt.pt.tmp"
     try:
         deadline = time.time() + 90
@@ -237,8 +239,7 @@ def test_ddp_two_ranks_average_gradients_and_resume_exactly(tmp_path, data_root)
     common = ["--gradient_accumulation_steps=4", "--eval_interval=2", "--always_save_checkpoint=True",
               "--grad_clip=0.5"]
     standalone = ["--standalone", "--nproc_per_node=2"]
-    r = torchrun(standalone, tmp_path / "a", data_root, "--max_iters=4", *common,
-                 extra_env={"LLAMA2C_TEST_DUMP": str(dump)})
+    r = torchrun(standalone, tmp_path / "a", data_root, "--max_iters=4", *common, probe=[f"--dump={dump}"])
     assert r.returncode == 0, r.stderr[-3000:]
     assert "breaks down as: 2 grad accum steps * 2 processes * 4 batch size * 16 max seq len" in r.stdout
     assert "tokens per iteration will be: 256" in r.stdout
@@ -253,13 +254,14 @@ def test_ddp_two_ranks_average_gradients_and_resume_exactly(tmp_path, data_root)
         for k in d0["params"]:
             assert torch.equal(d0["params"][k], d1["params"][k]), (it, k)  # ranks in lockstep
         assert len(d0["xs"]) == 2 and not torch.equal(d0["xs"][0], d1["xs"][0])  # different data
-        # the all-reduced gradient == one process's gradient on the union of both ranks' batches
+        # the all-reduced, clipped gradient == one process's on the union of both ranks' batches
         model.load_state_dict(d0["params"])
         model.zero_grad()
         batches = list(zip(d0["xs"] + d1["xs"], d0["ys"] + d1["ys"]))
         for x, y in batches:
             model(x, y)
             (model.last_loss / len(batches)).backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
         for k, p in model.named_parameters():
             torch.testing.assert_close(d0["grads"][k], p.grad, rtol=1e-5, atol=1e-6)
             torch.testing.assert_close(d1["grads"][k], p.grad, rtol=1e-5, atol=1e-6)
