@@ -145,8 +145,9 @@ if ddp and device_type == "cuda":
         fail(f"--nproc_per_node={nproc} but this machine has {n_gpus} visible GPU(s): "
              f"use --nproc_per_node={n_gpus} (or CUDA_VISIBLE_DEVICES to pick them)")
     device = f"cuda:{ddp_local_rank}"
-    torch.cuda.set_device(device)
 try:
+    if device_type == "cuda" and torch.device(device).index is not None:
+        torch.cuda.set_device(device)  # also --device=cuda:1 alone: the CUDA RNG state calls act on it
     torch.empty(0, device=device)
 except Exception as e:  # a typo such as --device=cpuu, or mps on a machine without it
     fail(f"device={device} is not usable: {first_line(e)}")
