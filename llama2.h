@@ -204,6 +204,23 @@ static void read_header(const char *path, const unsigned char *data, size_t size
     }
 }
 
+// NaN or inf in the bits, so that -ffast-math builds (which assume finite floats) check it too
+static int is_finite_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (u & 0x7F800000u) != 0x7F800000u;
+}
+
+// For the floats runq reads at load (norms, scales): its int8 activations would turn a NaN into
+// zeros and print nonsense, where run's fp32 NaN reaches the logits and the sampler stops.
+static void check_finite(const char *path, const unsigned char *p, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        float x;
+        memcpy(&x, p + 4 * i, 4);
+        if (!is_finite_bits(x)) die("%s: the model has a NaN or inf %s (value %zu); a diverged training run?", path, what, i);
+    }
+}
+
 // Bytes of the tensors a header implies, for the exact file-size check.
 static void check_file_size(const char *path, const Header *h, size_t size) {
     const Config *c = &h->config;
@@ -645,13 +662,6 @@ static float random_f32(unsigned long long *state) { return (random_u32(state) >
 
 // Debug hook: with LLAMA2_LOGITS=path every sampled step appends (int32 pos, float32[vocab] logits).
 static FILE *logits_dump;
-
-// NaN or inf in the bits, so that -ffast-math builds (which assume finite floats) check it too
-static int is_finite_bits(float x) {
-    uint32_t u;
-    memcpy(&u, &x, 4);
-    return (u & 0x7F800000u) != 0x7F800000u;
-}
 
 static int sample(Sampler *s, float *logits, int pos) {
     if (logits_dump) {
