@@ -30,7 +30,6 @@ import numpy as np
 import torch
 
 from fileio import write_atomic  # noqa: F401  (export.write_atomic, as before)
-
 from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
 from tokenizer import load_vocab
 
