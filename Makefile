@@ -63,6 +63,13 @@ libbpe.so: bpe.c
 testc: venv run
 	$(PY) -m pytest -q tests/test_run_c.py tests/test_fuzz_c.py
 
+# a long fuzz campaign against run/runq built with ASan/UBSan (`make test` runs 400 cases);
+# FUZZ_SEED=n for another sequence, FUZZ_JOBS=n processes at a time
+N ?= 5000
+.PHONY: fuzz
+fuzz: venv
+	FUZZ_CASES=$(N) $(PY) -m pytest -q -s tests/test_fuzz_c.py -k campaign
+
 # tok/s table for run/runq on random zh-15M and zh-110M models (takes minutes)
 bench: venv
 	$(PY) bench/bench_run.py

@@ -24,10 +24,12 @@ import os
 import pickle
 import struct
 import sys
+import warnings
 
 import numpy as np
 import torch
 
+from fileio import write_atomic  # noqa: F401  (export.write_atomic, as before)
 from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
 from tokenizer import load_vocab
 
@@ -175,27 +177,6 @@ def version2_export(model, filepath, group_size=None):
             serialize_fp32(f, s)
             errs.append(err)
     print(f"Q8_0, group size {group_size}, max quantization error {max(errs):.6f}")
-
-
-def write_atomic(write, path):
-    """write(tmp) then rename tmp over path: a crash or a failure at any moment leaves the old file
-    or the new one, never a torn file (train.py saves its checkpoints with it too). fsync so the
-    rename cannot reach the disk before the data."""
-    tmp = path + ".tmp"
-    try:
-        write(tmp)
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.isfile(tmp):
-            os.remove(tmp)
-        raise
-    dir_fd = os.open(os.path.dirname(os.path.abspath(path)), os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
 
 
 def _hf_permute(w, n_heads, dim1, dim2):
@@ -460,10 +441,27 @@ def load_model_bin(path):
     return model
 
 
+def torch_load(path, map_location="cpu"):
+    """torch.load(weights_only=True) without torch's UserWarning about a plain pickle file: the caller
+    says in one line why such a file cannot be read."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def check_finite(model):
+    """ValueError naming the first tensor with a NaN or inf: exported, it would only make NaN logits."""
+    for name, t in model.state_dict().items():
+        bad = int((~torch.isfinite(t)).sum())
+        if bad:
+            raise ValueError(f"the model's weights are not finite: {name} has {bad} NaN or inf values "
+                             "(a diverged training run?)")
+
+
 def load_checkpoint(checkpoint):
     """Build a Transformer from a train.py ckpt.pt. ValueError on a bad file."""
     try:
-        ckpt = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        ckpt = torch_load(checkpoint)
         args = ModelArgs(**ckpt["model_args"])
         for k in ("dim", "n_layers", "n_heads", "vocab_size", "max_seq_len"):
             if not (isinstance(getattr(args, k), int) and getattr(args, k) > 0):
@@ -512,6 +510,7 @@ def main(argv=None):
     dtype = {"fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     try:
         model = load_checkpoint(args.checkpoint) if args.checkpoint else load_model_bin(args.bin)
+        check_finite(model)
         if version == -1:
             model_export(model, args.filepath, version, dtype)
         elif os.path.isdir(args.filepath):

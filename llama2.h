@@ -17,6 +17,7 @@
 #include <time.h>
 #include <errno.h>
 #include <limits.h>
+#include <float.h>
 #if defined _WIN32
 #include <windows.h>
 #include <shellapi.h>
@@ -65,6 +66,27 @@ static double time_in_s(void) {
 #endif
 }
 
+#if !defined _WIN32
+// Opens a file that must be a regular file. O_NONBLOCK: opening a FIFO for reading would
+// otherwise wait forever for a writer before fstat could tell what it is.
+static int open_regular(const char *path, const char *what, struct stat *st) {
+    int fd = open(path, O_RDONLY | O_NONBLOCK);
+    if (fd < 0) die("cannot open %s %s: %s", what, path, strerror(errno));
+    if (fstat(fd, st) != 0) die("cannot read %s %s: %s", what, path, strerror(errno));
+    if (S_ISDIR(st->st_mode)) die("%s %s is a folder, not a file", what, path);
+    if (!S_ISREG(st->st_mode)) die("%s %s is not a regular file (a FIFO, socket or device?)", what, path);
+    fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+    return fd;
+}
+#endif
+
+// stdout is checked where output ends: a full disk or a closed pipe must not look like success.
+static void check_stdout(void) {
+    errno = 0;
+    int failed = fflush(stdout) != 0;
+    if (failed || ferror(stdout)) die("cannot write the output (%s)", failed && errno ? strerror(errno) : "disk full or pipe closed?");
+}
+
 // A read-only view of a whole file: mmap on POSIX, MapViewOfFile on Windows.
 typedef struct {
     unsigned char *data;
@@ -78,6 +100,7 @@ static void map_file(MappedFile *m, const char *path) {
 #if defined _WIN32
     m->file = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
     if (m->file == INVALID_HANDLE_VALUE) die("cannot open model file %s", path);
+    if (GetFileType(m->file) != FILE_TYPE_DISK) die("model file %s is not a regular file (a pipe or device?)", path);
     LARGE_INTEGER sz;
     if (!GetFileSizeEx(m->file, &sz)) die("cannot read the size of %s", path);
     m->size = (size_t)sz.QuadPart;
@@ -87,10 +110,8 @@ static void map_file(MappedFile *m, const char *path) {
     m->data = (unsigned char *)MapViewOfFile(m->mapping, FILE_MAP_READ, 0, 0, 0);
     if (!m->data) die("cannot map model file %s", path);
 #else
-    int fd = open(path, O_RDONLY);
-    if (fd < 0) die("cannot open model file %s: %s", path, strerror(errno));
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) die("model file %s is not a regular file", path);
+    int fd = open_regular(path, "model file", &st);
     m->size = (size_t)st.st_size;
     if (m->size == 0) die("model file %s is empty", path);
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -183,6 +204,23 @@ static void read_header(const char *path, const unsigned char *data, size_t size
     }
 }
 
+// NaN or inf in the bits, so that -ffast-math builds (which assume finite floats) check it too
+static int is_finite_bits(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    return (u & 0x7F800000u) != 0x7F800000u;
+}
+
+// For the floats runq reads at load (norms, scales): its int8 activations would turn a NaN into
+// zeros and print nonsense, where run's fp32 NaN reaches the logits and the sampler stops.
+static void check_finite(const char *path, const unsigned char *p, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        float x;
+        memcpy(&x, p + 4 * i, 4);
+        if (!is_finite_bits(x)) die("%s: the model has a NaN or inf %s (value %zu); a diverged training run?", path, what, i);
+    }
+}
+
 // Bytes of the tensors a header implies, for the exact file-size check.
 static void check_file_size(const char *path, const Header *h, size_t size) {
     const Config *c = &h->config;
@@ -257,11 +295,26 @@ static int hex_digit(int c) {
     return -1;
 }
 
+static FILE *open_tokenizer(const char *path) {
+#if defined _WIN32
+    HANDLE h = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    if (h == INVALID_HANDLE_VALUE) die("cannot open tokenizer %s", path);
+    DWORD type = GetFileType(h);
+    CloseHandle(h);
+    if (type != FILE_TYPE_DISK) die("tokenizer %s is not a regular file (a pipe or device?)", path);
+    FILE *file = fopen(path, "rb");
+#else
+    struct stat st;
+    FILE *file = fdopen(open_regular(path, "tokenizer", &st), "rb");
+#endif
+    if (!file) die("cannot open tokenizer %s: %s", path, strerror(errno));
+    return file;
+}
+
 static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
     memset(t, 0, sizeof(*t));
     t->vocab_size = vocab_size;
-    FILE *file = fopen(path, "rb");
-    if (!file) die("cannot open tokenizer %s: %s", path, strerror(errno));
+    FILE *file = open_tokenizer(path);
     if (fseek(file, 0, SEEK_END) != 0) die("cannot read tokenizer %s", path);
     long size = ftell(file);
     if (size < 0 || size > (1L << 30)) die("cannot read tokenizer %s (bad size)", path);
@@ -512,7 +565,7 @@ static void put_byte(Utf8Printer *u, unsigned char b) {
 static void flush_printer(Utf8Printer *u) {
     if (u->len > 0) put_replacement();
     u->len = 0;
-    fflush(stdout);
+    check_stdout();
 }
 
 // Prints the piece of `token` that follows `prev`.
@@ -573,6 +626,8 @@ static int sample_topp(const float *p, int n, float topp, ProbIndex *probindex, 
     int n0 = 0;
     const float cutoff = (1.0f - topp) / (n - 1);
     for (int i = 0; i < n; i++) if (p[i] >= cutoff) { probindex[n0].index = i; probindex[n0].prob = p[i]; n0++; }
+    // with topp < 1/n a nearly flat distribution keeps nothing: its tokens are all alike, draw from all
+    if (n0 == 0) return sample_mult(p, n, coin);
     qsort(probindex, n0, sizeof(ProbIndex), compare_prob);
     float cumulative_prob = 0.0f;
     int last_idx = n0 - 1;
@@ -614,7 +669,17 @@ static int sample(Sampler *s, float *logits, int pos) {
         fwrite(&p, 4, 1, logits_dump);
         fwrite(logits, sizeof(float), s->vocab_size, logits_dump);
     }
+    float max_abs = 0.0f;
+    for (int q = 0; q < s->vocab_size; q++) {
+        if (!is_finite_bits(logits[q]))
+            die("the model produced non-finite logits at position %d (NaN or inf weights in the model file?)", pos);
+        max_abs = fabsf(logits[q]) > max_abs ? fabsf(logits[q]) : max_abs;
+    }
     if (s->temperature == 0.0f) return sample_argmax(logits, s->vocab_size);
+    if ((double)max_abs / s->temperature > FLT_MAX) { // logits / temperature would overflow to inf
+        random_f32(&s->rng_state); // the coin is drawn as on any other step
+        return sample_argmax(logits, s->vocab_size); // the limit of a tiny temperature
+    }
     for (int q = 0; q < s->vocab_size; q++) logits[q] /= s->temperature;
     softmax(logits, s->vocab_size);
     float coin = random_f32(&s->rng_state);
@@ -975,7 +1040,7 @@ static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, co
     }
     flush_printer(&out);
     printf("\n");
-    fflush(stdout);
+    flush_printer(&out);
     double t2 = time_in_s();
     if (np > 1) fprintf(stderr, "prompt: %d tokens, %.1f tok/s\n", np, np / (t1 - t0));
     if (generated > 0) fprintf(stderr, "achieved tok/s: %f\n", generated / (t2 - t1));
@@ -1038,9 +1103,9 @@ static void usage(FILE *f) {
     fprintf(f, "Usage:   run <checkpoint> [options]\n");
     fprintf(f, "Example: run stories15M.bin -z tok5000.bin -n 256 -i \"从前，有一只会飞的狗叫波波\"\n");
     fprintf(f, "Options:\n");
-    fprintf(f, "  -t <float>  temperature in [0,inf), default 1.0 (0 = greedy)\n");
-    fprintf(f, "  -p <float>  p value in top-p (nucleus) sampling in [0,1], default 0.9\n");
-    fprintf(f, "  -s <int>    random seed, default time(NULL)\n");
+    fprintf(f, "  -t <float>  temperature, 0 (greedy) or in [1e-30, 1e30], default 1.0\n");
+    fprintf(f, "  -p <float>  p value in top-p (nucleus) sampling, 0 or 1 (off) or in [1e-30, 1), default 0.9\n");
+    fprintf(f, "  -s <int>    random seed (decimal; a negative one wraps as in C), default 0 = time(NULL)\n");
     fprintf(f, "  -n <int>    number of steps to run for, default 256. 0 = max_seq_len\n");
     fprintf(f, "  -i <string> input prompt\n");
     fprintf(f, "  -z <string> optional path to custom tokenizer, default tokenizer.bin\n");
@@ -1055,7 +1120,24 @@ static double parse_number(const char *flag, const char *s, double lo, double hi
     double v = strtod(s, &end);
     if (strpbrk(s, "nN") || end == s || *end != '\0' || errno == ERANGE || isnan(v) || v < lo || v > hi)
         die("bad value '%s' for %s (expected %s)", s, flag, expected);
+    // a positive value that is 0 or denormal as a float cannot work (logits / t overflow)
+    if (v != 0 && v < 1e-30) die("bad value '%s' for %s (expected %s)", s, flag, expected);
     return v;
+}
+
+// A decimal integer in [min, max], nothing else (no 1e3, 0x10, spaces or overflow); negative
+// values come back as their two's complement, as the original's atoi gave them.
+static unsigned long long parse_integer(const char *flag, const char *s, long long min, unsigned long long max) {
+    int neg = s[0] == '-';
+    const char *digits = s + neg;
+    char *end;
+    errno = 0;
+    unsigned long long u = strtoull(digits, &end, 10);
+    int ok = digits[0] >= '0' && digits[0] <= '9' && *end == '\0' && errno != ERANGE;
+    if (ok && neg) ok = min < 0 && u <= (unsigned long long)(-(min + 1)) + 1;
+    if (ok && !neg) ok = u <= max;
+    if (!ok) die("bad value '%s' for %s (expected an integer in [%lld, %llu])", s, flag, min, max);
+    return neg ? 0 - u : u;
 }
 
 #if defined _WIN32
@@ -1097,20 +1179,11 @@ static int llama2_main(int argc, char *argv[]) {
         if (i + 1 >= argc) die("flag %s needs a value", flag);
         const char *val = argv[i + 1];
         switch (flag[1]) {
-            case 't': temperature = (float)parse_number(flag, val, 0, 1e30, "a number >= 0"); break;
-            case 'p': topp = (float)parse_number(flag, val, 0, 1, "a number in [0, 1]"); break;
-            case 's': { // like the original's atoi: a negative seed wraps around
-                double v = parse_number(flag, val, -2147483648.0, 18446744073709551615.0, "an integer");
-                if (v != floor(v)) die("bad value '%s' for -s (expected an integer)", val);
-                rng_seed = v < 0 ? (unsigned long long)(long long)v : strtoull(val, NULL, 10);
-                break;
-            }
-            case 'n': {
-                double v = parse_number(flag, val, 0, 2147483647.0, "an integer in [0, 2147483647]");
-                if (v != floor(v)) die("bad value '%s' for -n (expected an integer)", val);
-                steps = (int)v;
-                break;
-            }
+            case 't': temperature = (float)parse_number(flag, val, 0, 1e30, "0 or a number in [1e-30, 1e30]"); break;
+            case 'p': topp = (float)parse_number(flag, val, 0, 1, "0 or a number in [1e-30, 1]"); break;
+            // like the original's atoi: a negative seed wraps around
+            case 's': rng_seed = parse_integer(flag, val, INT_MIN, ULLONG_MAX); break;
+            case 'n': steps = (int)parse_integer(flag, val, 0, INT_MAX); break;
             case 'i': prompt = val; break;
             case 'z': tokenizer_path = val; break;
             case 'm': mode = val; break;
@@ -1136,15 +1209,18 @@ static int llama2_main(int argc, char *argv[]) {
         int *tokens = xcalloc(strlen(text) + 3, sizeof(int), "the prompt");
         double t0 = time_in_s();
         int n = encode(&tokenizer, text, 1, 0, tokens);
-        fprintf(stderr, "encoded %zu bytes into %d tokens in %.3f ms\n", strlen(text), n, (time_in_s() - t0) * 1000);
+        double ms = (time_in_s() - t0) * 1000;
         for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
         printf("\n");
+        check_stdout();
+        fprintf(stderr, "encoded %zu bytes into %d tokens in %.3f ms\n", strlen(text), n, ms);
         free(tokens);
     } else if (strcmp(mode, "generate") == 0) {
         generate(transformer, &tokenizer, &sampler, prompt ? prompt : "", steps);
     } else {
         chat(transformer, &tokenizer, &sampler, prompt, system_prompt, steps);
     }
+    check_stdout();
     if (logits_dump) fclose(logits_dump);
     free_sampler(&sampler);
     free_tokenizer(&tokenizer);

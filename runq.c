@@ -62,6 +62,7 @@ static QuantizedTensor *init_quantized_tensors(const char *path, QuantizedTensor
         for (size_t k = 0; k < rows * cols; k++) low = out[i].q[k] < low ? out[i].q[k] : low;
         if (low == -128) die("%s: an int8 weight is -128: not a valid version 2 checkpoint (values are in [-127, 127])", path);
         *ptr += rows * cols;
+        check_finite(path, *ptr, rows * ngroups, "int8 scale");
         out[i].s = xcalloc((rows + 3) / 4 * 4 * ngroups, sizeof(float), "scales"); // zeros pad the last tile
         for (size_t r = 0; r < rows; r++)
             for (size_t g = 0; g < ngroups; g++) // memcpy: odd sizes leave the file's scales unaligned
@@ -83,6 +84,7 @@ static void memory_map_weights(const char *path, TransformerWeights *w, const Co
                                int shared, int gs) {
     size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim, V = p->vocab_size;
     size_t kv = p->n_kv_heads * hs;
+    check_finite(path, ptr, 2 * L * dim + dim, "norm weight");
     const float *fptr = (const float *)ptr; // the header is 256 bytes, so this is aligned
     w->rms_att_weight = fptr; fptr += L * dim;
     w->rms_ffn_weight = fptr; fptr += L * dim;

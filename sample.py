@@ -18,7 +18,7 @@ from contextlib import nullcontext
 import torch
 
 from configurator import configure
-from export import load_checkpoint, load_model_bin
+from export import check_finite, load_checkpoint, load_model_bin
 
 # -----------------------------------------------------------------------------
 checkpoint = "out/ckpt.pt"
@@ -74,8 +74,9 @@ try:
                 tokenizer = os.path.join(run.get("data_root", "data"), f"tok{model.params.vocab_size}.model")
     else:
         model = load_model_bin(checkpoint)
+    check_finite(model)  # NaN weights would end in a traceback from torch.multinomial, or in garbage
 except ValueError as e:
-    fail(str(e))
+    fail(f"{checkpoint}: {e}" if checkpoint not in str(e) else str(e))
 try:
     model.to(device)
 except Exception as e:  # a typo such as --device=cpuu
@@ -110,7 +111,13 @@ with torch.no_grad(), ctx:
         idx = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
         printed = stream_decode(tok, start_ids, "")
         for _ in range(max_new_tokens):
-            idx = model.generate(idx, 1, temperature=temperature, top_k=top_k or None)
+            try:
+                idx = model.generate(idx, 1, temperature=temperature, top_k=top_k or None)
+            except RuntimeError as e:  # finite weights can still overflow (huge ones, a tiny temperature)
+                if "probability tensor" not in str(e):
+                    raise
+                fail(f"the model produced non-finite logits at position {idx.size(1)} (temperature {temperature} "
+                     "too small, or weights too large?)")
             if int(idx[0, -1]) in stop_ids:
                 idx = idx[:, :-1]
                 break

@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import sys
 import tarfile
 import tempfile
@@ -33,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
+from fileio import write_atomic
 from storygen import generate_stories
 
 DATA_CACHE_DIR = "data"
@@ -326,7 +328,7 @@ def _jsonl_fast(raw):
     lines = [line for line in text.split("\n") if line.strip(" \t\n\r\x0b\x0c")]
     try:
         objs = json.loads("[" + ",".join(lines) + "]")
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested too deeply, e.g. [[[[...]]]]
         return None
     if len(objs) != len(lines):  # a line like `1, 2` holds two values: let the line-by-line path judge
         return None
@@ -349,12 +351,12 @@ def _values(path):
             if line.strip():
                 try:
                     yield json.loads(line.decode("utf-8")), True
-                except (UnicodeDecodeError, ValueError):
+                except (UnicodeDecodeError, ValueError, RecursionError):
                     yield None, True
         return
     try:
         docs = json.loads(raw.decode("utf-8")) if path.endswith(".json") else [raw.decode("utf-8")]
-    except (UnicodeDecodeError, ValueError):
+    except (UnicodeDecodeError, ValueError, RecursionError):
         yield None, True
         return
     for d in docs if isinstance(docs, list) else [docs]:
@@ -380,6 +382,12 @@ def _source_dir(data_root, data_dir):
     if not files:
         hint = "" if data_dir else " (run: python3 tinystories.py download, or download --dataset=sample)"
         raise UserError(f"no .jsonl/.json/.txt/.md files in {d}{hint}")
+    for f in files:  # reading a FIFO would wait forever for a writer; a device never ends
+        try:
+            if not stat.S_ISREG(os.stat(f).st_mode):
+                raise UserError(f"{f} is not a regular file (a FIFO, socket or device?); move it out of {d}")
+        except OSError as e:
+            raise UserError(f"cannot read {f}: {e.strerror}") from None
     return files
 
 
@@ -483,9 +491,7 @@ def _encode_file(task):
     stats = {}
     texts = list(iter_documents([src], stats))
     arr = encode_shard_fast(fast, texts, threads, src) if use_fast else encode_shard(sp, texts, threads)
-    tmp = out_path + ".tmp"
-    arr.tofile(tmp)
-    os.replace(tmp, out_path)  # a shard is either whole or absent
+    write_atomic(arr.tofile, out_path)  # a shard is either whole or absent
     return src, len(texts), sum(map(len, texts)), len(arr), stats.get("bad", 0)
 
 

@@ -24,6 +24,8 @@ import sys
 import numpy as np
 from sentencepiece import SentencePieceProcessor
 
+from fileio import write_bytes_atomic
+
 TOKENIZER_MODEL = os.path.join("data", "tok5000.model")  # the Chinese 5000-piece vocabulary
 # the .bin trailer: magic, version, add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes
 TRAILER = struct.Struct("<4siBB2x")
@@ -79,15 +81,12 @@ class Tokenizer:
             scores.append(self.sp_model.get_score(i))
         max_token_length = max(len(t) for t in tokens)
         out_path = out_path or os.path.splitext(self.model_path)[0] + ".bin"
-        tmp = out_path + ".tmp"
-        with open(tmp, "wb") as f:  # written aside and renamed, so a crash never leaves half a file
-            f.write(struct.pack("<I", max_token_length))
-            for b, score in zip(tokens, scores):
-                f.write(struct.pack("<fi", score, len(b)))
-                f.write(b)
-            f.write(TRAILER.pack(TRAILER_MAGIC, TRAILER_VERSION, int(bool(spec["add_dummy_prefix"])),
-                                 int(bool(spec["remove_extra_whitespaces"]))))
-        os.replace(tmp, out_path)
+        chunks = [struct.pack("<I", max_token_length)]
+        for b, score in zip(tokens, scores):
+            chunks += [struct.pack("<fi", score, len(b)), b]
+        chunks.append(TRAILER.pack(TRAILER_MAGIC, TRAILER_VERSION, int(bool(spec["add_dummy_prefix"])),
+                                   int(bool(spec["remove_extra_whitespaces"]))))
+        write_bytes_atomic(out_path, chunks)  # a crash never leaves half a file
         return out_path
 
 

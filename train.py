@@ -30,7 +30,8 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
-from export import model_export, write_atomic
+from export import model_export, torch_load
+from fileio import lock_folder, write_atomic
 from model import ModelArgs, Transformer, gpu_peak_flops
 
 # -----------------------------------------------------------------------------
@@ -187,6 +188,10 @@ if master_process:
         os.makedirs(out_dir, exist_ok=True)
     except OSError as e:
         fail(f"cannot create out_dir {out_dir}: {e.strerror}")
+    try:  # held until this process ends: a second run (or an orphaned rank) must not write here too
+        out_dir_lock = lock_folder(out_dir, "another training run")
+    except (ValueError, OSError) as e:
+        fail(str(e))
 torch.manual_seed(seed + seed_offset)
 if device_type == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
@@ -231,7 +236,7 @@ else:
     if not os.path.exists(ckpt_path):
         fail(f"init_from=resume but there is no checkpoint at {ckpt_path}")
     try:
-        checkpoint = torch.load(ckpt_path, map_location=device, weights_only=True)
+        checkpoint = torch_load(ckpt_path, map_location=device)
         checkpoint_model_args = checkpoint["model_args"]
         # force these config attributes to be equal otherwise we can't even resume training
         # the rest of the attributes (e.g. dropout) can stay as desired from command line

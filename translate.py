@@ -34,10 +34,7 @@ from dataclasses import dataclass, field
 import requests
 from tqdm import tqdm
 
-try:
-    import fcntl  # one writer per output folder; absent on Windows, where we go without
-except ImportError:
-    fcntl = None
+from fileio import lock_folder, write_bytes_atomic
 
 # -----------------------------------------------------------------------------
 # the prompt and the names
@@ -386,33 +383,13 @@ def append_record(fd, rec):
     os.fsync(fd)  # a story is done only once it is on disk
 
 
-def fsync_dir(path):
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def finalize_shard(partial, final):
     """Sort the partial by position, write it whole, rename into place, then drop the partial."""
     recs = {}
     for rec in read_records(partial):
         recs.setdefault(rec["id"], rec)  # first copy wins; there should be only one
     order = sorted(recs.values(), key=lambda r: int(r["id"].rsplit(":", 1)[1]))
-    tmp = final + ".tmp"
-    with open(tmp, "wb") as f:
-        for rec in order:
-            f.write((json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, final)
-    fsync_dir(os.path.dirname(final) or ".")
+    write_bytes_atomic(final, [(json.dumps(rec, ensure_ascii=False) + "\n").encode("utf-8") for rec in order])
     os.remove(partial)
     return len(order)
 
@@ -548,17 +525,16 @@ def main(argv=None):
     if st["send"]:
         check_server(api)
     os.makedirs(args.output, exist_ok=True)
-    lock_fd = os.open(os.path.join(args.output, ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:  # one writer per output folder
+        lock_fd = lock_folder(args.output, "another translate.py")
+    except ValueError as e:
+        die(str(e))
     try:
-        if fcntl is not None:
-            try:
-                fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                die(f"another translate.py is writing to {args.output}")
         return translate_shards(args, api, shards, st, lambda story: system_prompt(prompt, glossary, matcher, story),
                                 rejected, rejects_path)
     finally:
-        os.close(lock_fd)  # also drops the lock
+        if lock_fd is not None:
+            os.close(lock_fd)  # also drops the lock
 
 
 def translate_shards(args, api, shards, st, make_prompt, rejected, rejects_path):

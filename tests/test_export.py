@@ -396,3 +396,41 @@ def test_gguf_cli_from_bin_versions_and_checkpoint(tmp_path, sp_model, sp_tok_bi
         assert r.returncode != 0 and r.stderr.startswith("error:") and msg in r.stderr, r.stderr
         assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr
         assert not [n for n in os.listdir(tmp_path) if n.startswith("bad.gguf")]
+
+
+def export_cli(*args):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), *map(str, args)], capture_output=True,
+                          text=True, env=dict(os.environ, OMP_NUM_THREADS="1"))
+
+
+def test_cli_refuses_non_finite_weights_and_special_outputs(tmp_path):
+    # an all-NaN checkpoint used to export without a word, and run then printed <unk> forever
+    m = make_model()
+    with torch.no_grad():
+        m.layers[1].feed_forward.w2.weight[3, 5] = float("inf")
+    torch.save({"model_args": ARGS, "model": m.state_dict()}, tmp_path / "inf.pt")
+    r = export_cli(tmp_path / "o.bin", "--checkpoint", tmp_path / "inf.pt")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1, r.stderr
+    assert "layers.1.feed_forward.w2.weight has 1 NaN or inf" in r.stderr and not (tmp_path / "o.bin").exists()
+    # the writer renamed a regular file over a FIFO (and, as root, over /dev/full)
+    torch.save({"model_args": ARGS, "model": make_model().state_dict()}, tmp_path / "ok.pt")
+    os.mkfifo(tmp_path / "fifo")
+    for target in (tmp_path / "fifo", "/dev/full"):
+        r = export_cli(target, "--checkpoint", tmp_path / "ok.pt")
+        assert r.returncode == 1 and "not a regular file" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+    assert stat_kind(tmp_path / "fifo") == "fifo" and stat_kind("/dev/full") == "chr"
+
+
+def stat_kind(path):
+    import stat
+    mode = os.lstat(path).st_mode
+    return "fifo" if stat.S_ISFIFO(mode) else "chr" if stat.S_ISCHR(mode) else "other"
+
+
+def test_plain_pickle_checkpoint_is_one_line(tmp_path):
+    # torch's two-line UserWarning about the pickle protocol came before our error
+    import pickle
+    with open(tmp_path / "old.pt", "wb") as f:
+        pickle.dump({"model_args": ARGS, "model": {}}, f, protocol=4)
+    r = export_cli(tmp_path / "o.bin", "--checkpoint", tmp_path / "old.pt")
+    assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: cannot load"), r.stderr

@@ -1,7 +1,11 @@
-"""Fuzzing the C runners: mutated and truncated model and tokenizer files, and hostile prompts,
+"""Fuzzing the C runners: mutated and truncated model and tokenizer files, NaN/inf/huge weights and
+scales, hostile prompts, numeric edge flags and special files (FIFO, folder, device, symlinks),
 against run and runq built with -fsanitize=address,undefined. Every case must end cleanly:
 exit 0 with valid UTF-8 and no control characters on stdout, or exit 1 with one line on stderr;
-never a signal, never a sanitizer report.
+never a signal, a hang or a sanitizer report. Plus regression tests for what a campaign found.
+
+The campaign is seeded (FUZZ_SEED, default 1234) and sized by FUZZ_CASES (default 400, what
+`make test` runs); `make fuzz N=20000` runs a long one (FUZZ_JOBS processes at a time, default 2).
 Run: .venv/bin/python -m pytest -q tests/test_fuzz_c.py"""
 
 import os
@@ -13,6 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from cbuild import build, export, random_model
+from export import read_bin_header  # cbuild put the repo on sys.path
 
 VOCAB = 512
 SAN_ENV = {"ASAN_OPTIONS": "allocator_may_return_null=1:detect_leaks=0:abort_on_error=0",
@@ -42,24 +47,74 @@ def models(tmp_path_factory):
     return {v: export(m, d / f"m{v}.bin", v).read_bytes() for v in (0, 1, 2)}
 
 
-def check(exe, model_bytes, tok_bytes, args, name, tmp_path):
-    mp, tp = tmp_path / f"{name}.bin", tmp_path / f"{name}.tok"
-    mp.write_bytes(model_bytes)
-    tp.write_bytes(tok_bytes)
+SPECIALS = ["fifo", "dir", "devnull", "devzero", "dangling", "linkfifo"]  # and ("link", bytes)
+
+
+def place(spec, path):
+    """Puts a case's model or tokenizer at path: bytes become a file; a SPECIALS name a special file."""
+    if isinstance(spec, bytes):
+        path.write_bytes(spec)
+    elif spec == "fifo":
+        os.mkfifo(path)
+    elif spec == "dir":
+        path.mkdir()
+    elif spec in ("devnull", "devzero"):
+        path.symlink_to(f"/dev/{spec[3:]}")
+    elif spec == "dangling":
+        path.symlink_to(path.with_name(path.name + ".missing"))
+    elif spec == "linkfifo":
+        os.mkfifo(path.with_name(path.name + ".fifo"))
+        path.symlink_to(path.with_name(path.name + ".fifo"))
+    else:  # ("link", bytes): a symlink to a regular file, which is fine
+        path.with_name(path.name + ".real").write_bytes(spec[1])
+        path.symlink_to(path.with_name(path.name + ".real"))
+    return path
+
+
+def remove(path):
+    for p in (path, path.with_name(path.name + ".real"), path.with_name(path.name + ".fifo")):
+        if p.is_dir() and not p.is_symlink():
+            p.rmdir()
+        elif p.is_symlink() or p.exists():
+            p.unlink()
+
+
+def run_case(exe, model, tok, args, name, tmp_path, full_stdout=False):
+    """Runs one case; returns (exit code, None) or (exit code, what went wrong)."""
+    mp = place(model, tmp_path / f"{name}.bin")
+    tp = place(tok, tmp_path / f"{name}.tok")
     env = dict(os.environ, **SAN_ENV)
-    r = subprocess.run([exe, str(mp), "-z", str(tp), *args], capture_output=True, timeout=120, env=env)
+    try:
+        with open("/dev/full", "wb") if full_stdout else open(os.devnull, "rb") as full:
+            r = subprocess.run([exe, str(mp), "-z", str(tp), *args], stdout=full if full_stdout else subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, timeout=120, env=env)
+    except subprocess.TimeoutExpired:
+        return None, f"{name}: hung (args {args!r})"
+    finally:
+        remove(mp)
+        remove(tp)
     err = r.stderr.decode("utf-8", "replace")
-    desc = f"{name}: rc={r.returncode} stderr={err[:800]!r}"
-    assert "Sanitizer" not in err and "runtime error" not in err, desc
-    assert r.returncode in (0, 1), desc
-    if r.returncode == 1:
-        assert err.startswith("error: ") and err.count("\n") == 1, desc
-    else:
-        text = r.stdout.decode("utf-8")  # raises on invalid UTF-8
-        assert not any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in text), desc
-    mp.unlink()
-    tp.unlink()
-    return r.returncode
+    desc = f"{name}: rc={r.returncode} args={args!r} stderr={err[:800]!r}"
+    if "Sanitizer" in err or "runtime error" in err or r.returncode not in (0, 1):
+        return r.returncode, desc
+    if r.returncode == 1 and not (err.startswith("error: ") and err.count("\n") == 1):
+        return 1, desc
+    if r.returncode == 0 and full_stdout:
+        return 0, desc + " (stdout is /dev/full, yet exit 0)"
+    if r.returncode == 0 and not full_stdout:
+        try:
+            text = r.stdout.decode("utf-8")
+        except UnicodeDecodeError:
+            return 0, desc + " (stdout is not UTF-8)"
+        if any((ord(c) < 32 and c not in "\n\t") or 0x7F <= ord(c) <= 0x9F for c in text):
+            return 0, desc + " (a control character on stdout)"
+    return r.returncode, None
+
+
+def check(exe, model_bytes, tok_bytes, args, name, tmp_path, full_stdout=False):
+    rc, problem = run_case(exe, model_bytes, tok_bytes, args, name, tmp_path, full_stdout)
+    assert problem is None, problem
+    return rc
 
 
 def mutate_header(data, rng, header_len):
@@ -129,28 +184,222 @@ def hostile_prompt(rng):
     return " ".join(["\u200b", "\U0001F600", "\u202e", "龘", "\ufeff"] * 4).encode()
 
 
-def test_fuzz_models_tokenizers_prompts(san, models, sp_tok_bin, tmp_path):
-    rng = random.Random(1234)
-    tok = open(sp_tok_bin, "rb").read()
+def float_regions(data):
+    """(offset, count) of the fp32 values in a model file, and for v2 the (offset, count) of the
+    int8 values and of the scales of each quantized tensor."""
+    import tempfile
+    with tempfile.NamedTemporaryFile(suffix=".bin") as f:
+        f.write(data)
+        f.flush()
+        h = read_bin_header(f.name)
+    if h["version"] != 2:
+        return [(h["offset"], (len(data) - h["offset"]) // 4)], []
+    dim, hid, L, V, gs = h["dim"], h["hidden_dim"], h["n_layers"], h["vocab_size"], h["group_size"]
+    kv = h["n_kv_heads"] * dim // h["n_heads"]
+    norms = (h["offset"], 2 * L * dim + dim)
+    sizes = [V * dim] + [n for n in (dim * dim, kv * dim, kv * dim, dim * dim, hid * dim, dim * hid, hid * dim)
+                         for _ in range(L)] + ([] if h["shared"] else [V * dim])
+    off, quant = norms[0] + 4 * norms[1], []
+    for n in sizes:
+        quant.append((off, n, off + n, n // gs))
+        off += n + 4 * (n // gs)
+    return [norms], quant
+
+
+POISON = [float("nan"), float("inf"), -float("inf"), 3.4e38, -3.4e38, 1e30, 1e20, 1e-45]
+
+
+def poison(data, rng):
+    """Some weights (v0/v1), norms or scales (v2) set to NaN, inf or huge values; v2 int8 values to -128."""
+    b = bytearray(data)
+    floats, quant = float_regions(data)
+    for _ in range(rng.choice([1, 1, 3, 50])):
+        if quant and rng.random() < 0.6:
+            qoff, qn, soff, sn = rng.choice(quant)
+            if rng.random() < 0.2:
+                b[qoff + rng.randrange(qn)] = 0x80  # -128
+                continue
+            off = soff + 4 * rng.randrange(sn)
+        else:
+            off, n = rng.choice(floats)
+            off += 4 * rng.randrange(n)
+        b[off:off + 4] = struct.pack("<f", rng.choice(POISON))
+    return bytes(b)
+
+
+# numeric flags in the forms people (and scripts) type, valid and not
+NUMBERS = ["0", "-0", "1", "0.5", "1e-30", "9e-31", "1e-40", "1e-300", "1e-400", "1e30", "1.1e30", "1e39", "1e400",
+           "-1", "-1e-30", "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "0x10", "0x1p-3", "1e3", " 1", "1 ", "",
+           "+1", "1.", ".5", "1e", "e1", "--1", "0.9999999", "1.0000001", "2147483647", "2147483648", "-2147483648",
+           "-2147483649", "18446744073709551615", "18446744073709551616", "99999999999999999999999", "007", "1_000"]
+SEEDS = ["0", "1", "42", "-1", "-5", "4294967296", "18446744073709551615"]
+
+
+def numeric_flags(rng):
+    args = []
+    for flag in rng.sample(["-t", "-p", "-n", "-s"], rng.randint(1, 4)):
+        pool = NUMBERS + (SEEDS if flag == "-s" else ["0.9", "0.01", "1e-9", "1e-20"] if flag == "-p" else
+                          ["8", "24", "25"] if flag == "-n" else ["0.8", "1e-20", "1e20", "1e-5"])
+        args += [flag, rng.choice(pool) if rng.random() < 0.8 else repr(rng.uniform(-2, 2))]
+    if "-n" not in args:
+        args += ["-n", "12"]
+    return args
+
+
+def campaign_cases(rng, n, san, models, poisoned, tok):
+    """n cases of every kind, in proportions that give each a few dozen in the default 400."""
     cases = []
-    for i in range(150):  # model headers and bodies
+    for i in range(n):
+        kind = rng.choices(["header", "body", "poison", "tokenizer", "prompt", "flags", "special", "swap", "full"],
+                           [12, 12, 16, 12, 10, 24, 6, 4, 4])[0]
         v = rng.choice([0, 1, 2])
-        data = models[v]
-        data = mutate_header(data, rng, 28 if v == 0 else 256) if i % 2 == 0 else mutate_file(data, rng)
-        cases.append((san["runq" if v == 2 else "run"], data, tok, ["-n", "8", "-i", "小狗"], f"model{i}"))
-    for i in range(100):  # tokenizers
-        v = rng.choice([0, 2])
-        cases.append((san["runq" if v == 2 else "run"], models[v], mutate_tokenizer(tok, rng), ["-n", "8", "-i", "小狗"],
-                      f"tok{i}"))
-    for i in range(60):  # prompts, in every mode
-        v = rng.choice([0, 2])
-        mode = rng.choice(["generate", "tokenize", "generate"])
-        cases.append((san["runq" if v == 2 else "run"], models[v], tok,
-                      ["-n", "0", "-t", rng.choice(["0", "1"]), "-m", mode, "-i", hostile_prompt(rng)], f"prompt{i}"))
-    for i, exe in enumerate([san["run"], san["runq"]] * 3):  # wrong runner, swapped files, chat
-        cases.append((exe, models[0 if i % 2 else 2], tok, ["-n", "8"], f"swap{i}"))
-        cases.append((exe, models[2 if i % 2 else 0], tok, ["-m", "chat", "-i", "你好", "-y", "\x1b]0;x\x07"], f"chat{i}"))
-    with ThreadPoolExecutor(2) as ex:
-        codes = list(ex.map(lambda c: check(*c, tmp_path), cases))
-    assert len(codes) > 300
+        exe, model, t, args = san["runq" if v == 2 else "run"], models[v], tok, ["-n", "8", "-i", "小狗"]
+        full = False
+        if kind == "header":
+            model = mutate_header(model, rng, 28 if v == 0 else 256)
+        elif kind == "body":
+            model = mutate_file(model, rng)
+        elif kind == "poison":
+            model = poison(poisoned[v] if rng.random() < 0.5 else model, rng)
+            args = ["-t", rng.choice(["0", "1", "0.8", "1e-20"]), "-p", rng.choice(["0.9", "0", "1e-9"]), "-n", "12"]
+        elif kind == "tokenizer":
+            t = mutate_tokenizer(tok, rng)
+        elif kind == "prompt":
+            mode = rng.choice(["generate", "tokenize", "generate", "chat"])
+            args = ["-n", "0", "-t", rng.choice(["0", "1"]), "-m", mode, "-i", hostile_prompt(rng)]
+        elif kind == "flags":
+            args = numeric_flags(rng) + ["-i", rng.choice(["", "小狗", "从前，有一只小狗"])]
+        elif kind == "special":
+            which = rng.choice(["model", "tok", "both"])
+            if which != "tok":
+                model = rng.choice(SPECIALS) if rng.random() < 0.85 else ("link", model)
+            if which != "model":
+                t = rng.choice(SPECIALS) if rng.random() < 0.85 else ("link", tok)
+        elif kind == "swap":  # the other runner's file
+            exe = san["run" if v == 2 else "runq"]
+        else:  # stdout is a full disk
+            full = True
+            args = rng.choice([["-n", "8", "-i", "小狗"], ["-m", "tokenize", "-i", "小狗"], ["-t", "0", "-n", "0"]])
+        cases.append((exe, model, t, args, f"{kind}{i}", full))
+    return cases
+
+
+@pytest.fixture(scope="module")
+def poisoned(models):
+    """The fuzz models with a first layer of weights a diverged training run could leave: huge values."""
+    rng = random.Random(7)
+    out = {}
+    for v, data in models.items():
+        b = bytearray(data)
+        floats, quant = float_regions(data)
+        off, n = floats[0]
+        for k in rng.sample(range(n), min(n, 64)):
+            b[off + 4 * k:off + 4 * k + 4] = struct.pack("<f", rng.choice([1e30, -1e30, 3e38]))
+        out[v] = bytes(b)
+    return out
+
+
+def test_fuzz_campaign(san, models, poisoned, sp_tok_bin, tmp_path):
+    seed = int(os.environ.get("FUZZ_SEED", "1234"))
+    n = int(os.environ.get("FUZZ_CASES", "400"))
+    jobs = int(os.environ.get("FUZZ_JOBS", "2"))
+    rng = random.Random(seed)
+    cases = campaign_cases(rng, n, san, models, poisoned, open(sp_tok_bin, "rb").read())
+    with ThreadPoolExecutor(jobs) as ex:
+        results = list(ex.map(lambda c: run_case(*c[:5], tmp_path, c[5]), cases))
+    problems = [p for _, p in results if p]
+    codes = [rc for rc, _ in results]
+    kinds = {}
+    for (*_, name, _), (rc, _) in zip(cases, results):
+        k = name.rstrip("0123456789")
+        kinds[k] = kinds.get(k, 0) + 1
+    print(f"fuzz campaign: seed {seed}, {n} cases {kinds}, exit 0: {codes.count(0)}, exit 1: {codes.count(1)}, "
+          f"problems: {len(problems)}")
+    assert not problems, f"{len(problems)} of {n} cases failed:\n" + "\n".join(problems[:20])
     assert 0 < codes.count(1) < len(codes)  # both outcomes were exercised
+
+
+# -----------------------------------------------------------------------------
+# regression tests for what the campaign found (issue 16), each failing on the code before it
+
+def test_sampler_never_reads_out_of_bounds(san, models, sp_tok_bin, tmp_path):
+    tok = open(sp_tok_bin, "rb").read()
+    for v in (0, 2):
+        exe = san["runq" if v == 2 else "run"]
+        # a flat distribution with top-p < 1/vocab kept no candidate: probindex[-1]
+        assert check(exe, models[v], tok, ["-t", "1e30", "-p", "1e-9", "-n", "16", "-s", "3"], f"flat{v}", tmp_path) == 0
+        # logits / 1e-30 overflow to inf (inf - inf = NaN): the tiny temperature's limit, the argmax
+        for t in ("1e-30", "1e-20"):
+            mp = tmp_path / "m.bin"
+            mp.write_bytes(models[v])
+            greedy = run_c_san(exe, mp, sp_tok_bin, "-t", "0", "-n", "16")
+            tiny = run_c_san(exe, mp, sp_tok_bin, "-t", t, "-n", "16", "-s", "5")
+            assert tiny.returncode == 0 and tiny.stdout == greedy.stdout, tiny.stderr
+        # positive values that are 0 or denormal as floats are refused
+        for flag, val in (("-t", "1e-40"), ("-p", "1e-40")):
+            r = run_c_san(exe, mp, sp_tok_bin, flag, val)
+            assert r.returncode == 1 and b"bad value" in r.stderr and r.stderr.count(b"\n") == 1
+
+
+def run_c_san(exe, model, tok, *args, stdout=subprocess.PIPE):
+    return subprocess.run([exe, str(model), "-z", str(tok), *args], stdout=stdout, stderr=subprocess.PIPE,
+                          timeout=120, env=dict(os.environ, **SAN_ENV))
+
+
+def test_non_finite_weights_stop_with_one_line(san, models, sp_tok_bin, tmp_path):
+    # NaN weights or v2 scales printed <unk> forever (reading before the sampler's buffer) and exited 0
+    for v in (0, 1, 2):
+        floats, quant = float_regions(models[v])
+        b = bytearray(models[v])
+        off = quant[0][2] if quant else floats[0][0]  # v2: the embedding's first scale; else the first weight
+        for k in range(4 if v == 2 else 32 * 4):  # v0/v1: 4 whole embedding rows (one is the BOS row)
+            b[off + 4 * k:off + 4 * k + 4] = struct.pack("<f", float("nan"))
+        mp = tmp_path / f"nan{v}.bin"
+        mp.write_bytes(bytes(b))
+        for t in ("0", "1"):
+            r = run_c_san(san["runq" if v == 2 else "run"], mp, sp_tok_bin, "-t", t, "-n", "8")
+            err = r.stderr.decode()
+            assert r.returncode == 1 and err.count("\n") == 1, err
+            if v == 2:  # runq checks its scales and norms at load: int8 activations would hide a NaN
+                assert "the model has a NaN or inf int8 scale" in err, err
+            else:
+                assert err.startswith("error: the model produced non-finite logits at position "), err
+
+
+def test_seed_and_steps_are_strict_integers(san, models, sp_tok_bin, tmp_path):
+    mp = tmp_path / "m.bin"
+    mp.write_bytes(models[0])
+    # -s 1e3 ran seed 1, -s 0x10 seed 0 (= the time), 2**64 saturated; -n 1e3 ran 1000 steps
+    for flag, val in (("-s", "1e3"), ("-s", "0x10"), ("-s", "18446744073709551616"), ("-s", "1.5"), ("-s", " 7"),
+                      ("-s", "-2147483649"), ("-n", "1e3"), ("-n", "0x10"), ("-n", "-1"), ("-n", "2147483648")):
+        r = run_c_san(san["run"], mp, sp_tok_bin, flag, val)
+        assert r.returncode == 1 and r.stderr.startswith(f"error: bad value '{val}' for {flag}".encode()), r.stderr
+
+    def story(seed):
+        r = run_c_san(san["run"], mp, sp_tok_bin, "-s", seed, "-n", "16", "-t", "1")
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    assert story("-5") == story("18446744073709551611")  # a negative seed wraps, as the original's atoi
+    assert story("1000") != story("1")
+
+
+def test_special_files_are_refused_without_blocking(san, models, sp_tok_bin, tmp_path):
+    # a FIFO as the model or tokenizer blocked in open() forever
+    tok = open(sp_tok_bin, "rb").read()
+    for spec in SPECIALS + ["link"]:
+        rc = check(san["run"], spec if spec != "link" else ("link", models[0]), tok, ["-n", "4"], f"m_{spec}", tmp_path)
+        assert rc == (0 if spec == "link" else 1), spec
+        rc = check(san["run"], models[0], spec if spec != "link" else ("link", tok), ["-n", "4"], f"t_{spec}", tmp_path)
+        assert rc == (0 if spec == "link" else 1), spec
+
+
+def test_stdout_write_errors_fail(san, models, sp_tok_bin, tmp_path):
+    # ./run ... > /dev/full exited 0
+    mp = tmp_path / "m.bin"
+    mp.write_bytes(models[0])
+    for args in (["-n", "8", "-i", "小狗"], ["-m", "tokenize", "-i", "小狗"]):
+        with open("/dev/full", "wb") as full:
+            r = run_c_san(san["run"], mp, sp_tok_bin, *args, stdout=full)
+        err = r.stderr.decode()
+        assert r.returncode == 1 and err.count("\n") == 1 and err.startswith("error: cannot write the output"), err

@@ -73,3 +73,14 @@ def test_sample_bad_inputs(memorized, sp_model, tmp_path):
     ]:
         rc, out, err = sample(*args)
         assert rc != 0 and err.strip().count("\n") == 0 and msg in err, err
+
+
+def test_sample_nan_weights_one_line(memorized, sp_model, tmp_path):
+    # torch.multinomial's traceback used to end the run
+    d, _ = memorized
+    ck = torch.load(d / "ckpt.pt", weights_only=True)
+    ck["model"]["layers.0.attention.wq.weight"][0, 0] = float("nan")
+    torch.save(ck, tmp_path / "nan.pt")
+    for t in ("1.0", "0"):
+        rc, out, err = sample(f"--checkpoint={tmp_path / 'nan.pt'}", f"--tokenizer={sp_model}", f"--temperature={t}")
+        assert rc == 1 and err.strip().count("\n") == 0 and "layers.0.attention.wq.weight" in err, err

@@ -545,3 +545,24 @@ def test_batchstream_errors_and_task(bin_root, tmp_path):
                            vocab_source="custom", data_root=bin_root)
     x, y = next(it)
     assert x.shape == (2, 16)
+
+
+def test_deep_json_and_special_files_in_the_input(tmp_path, sp_model, zh_stories):
+    # '[' * 100000 ended pretokenize and train_vocab with a 55-line RecursionError traceback
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    src = tmp_path / "src"
+    src.mkdir()
+    deep = b"[" * 100000 + b"]" * 100000
+    (src / "a.jsonl").write_bytes(json.dumps({"story_zh": zh_stories[0]}, ensure_ascii=False).encode() + b"\n" + deep + b"\n")
+    (src / "b.json").write_bytes(deep)
+    r = cli("pretokenize", "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}")
+    assert r.returncode == 0 and "skipped 2 malformed" in r.stdout, r.stderr
+    r = cli("train_vocab", "--vocab_size=300", f"--data_root={root}", f"--data_dir={src}", "--max_chars=100000")
+    assert "Traceback" not in r.stderr and "skipped 2 malformed" in r.stdout, r.stderr
+    # a FIFO among the inputs made the reader wait forever for a writer
+    os.mkfifo(src / "c.jsonl")
+    for stage in ("pretokenize", "train_vocab"):
+        assert_user_error(cli(stage, "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}", timeout=60),
+                          "c.jsonl is not a regular file")

@@ -124,13 +124,17 @@ def test_kill_during_checkpoint_save_keeps_previous_checkpoint(tmp_path, data_ro
     cmd = [sys.executable, PROBE, "--slow_save=0.003", *TINY, f"--data_root={data_root}", f"--out_dir={out}",
            "--max_iters=1000", "--eval_interval=1", "--always_save_checkpoint=True"]
     p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env())
-    ckpt, tmp = out / "ckpt.pt", out / "ckpt.pt.tmp"
+    ckpt = out / "ckpt.pt"
+
+    def temps():  # fileio.write_atomic's temporary files: ckpt.pt.<random>.tmp
+        return [t for t in out.glob("ckpt.pt.*.tmp") if t.stat().st_size > 0]
+
     try:
         deadline = time.time() + 90
         while not ckpt.exists():  # the first checkpoint (iter 1) is complete
             assert p.poll() is None and time.time() < deadline, p.stderr.read() if p.poll() is not None else "timeout"
             time.sleep(0.05)
-        while not (tmp.exists() and tmp.stat().st_size > 0):  # the next one is being written
+        while not temps():  # the next one is being written
             assert p.poll() is None and time.time() < deadline
             time.sleep(0.02)
         time.sleep(0.3)  # well inside the ~1.3 s write
@@ -142,15 +146,41 @@ def test_kill_during_checkpoint_save_keeps_previous_checkpoint(tmp_path, data_ro
             p.kill()
             p.wait()
     # the half-written temp file is garbage, and the previous checkpoint is intact
+    (tmp,) = temps()
     with pytest.raises(Exception):
         load_ckpt(tmp)
     ck = load_ckpt(ckpt)
     n = ck["iter_num"]
     assert n >= 1
+    # the killed run's lock went with it; the resumed run's first save removes the leftover
     r = train(out, data_root, f"--max_iters={n + 1}", "--eval_interval=1", "--init_from=resume",
               "--always_save_checkpoint=True")
     assert r.returncode == 0, r.stderr
     assert load_ckpt(ckpt)["iter_num"] == n + 1
+    assert not list(out.glob("*.tmp"))
+
+
+def test_second_run_on_the_same_out_dir_is_refused(tmp_path, data_root):
+    # orphaned ranks of a killed torchrun kept checkpointing into out_dir; a new run collided with them
+    from fileio import lock_folder
+    out = tmp_path / "out"
+    out.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import sys, time; sys.path.insert(0, sys.argv[1]); "
+                               "from fileio import lock_folder; lock_folder(sys.argv[2]); print('locked', flush=True); "
+                               "time.sleep(60)", ROOT, str(out)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "locked"
+        err = one_line_error(train(out, data_root, "--max_iters=1"))
+        assert err == f"error: {out}/ is in use by another training run (pid {holder.pid})", err
+        assert not (out / "ckpt.pt").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+    # kill -9 drops the lock with the process
+    fd = lock_folder(str(out))
+    os.close(fd)
+    r = train(out, data_root, "--max_iters=1", "--eval_interval=1")
+    assert r.returncode == 0, r.stderr
 
 
 def one_line_error(r):
