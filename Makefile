@@ -101,33 +101,36 @@ DEMO_TRAIN = --vocab_source=custom --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO
 	--batch_size=16 --gradient_accumulation_steps=2 --learning_rate=3e-3 --warmup_iters=30 \
 	--max_iters=450 --eval_interval=150 --eval_iters=8 --log_interval=20 --always_save_checkpoint=True
 
+# a demo stage: print the command, run it, print how long it took
+TIMED = @sh -c 'echo "$$*"; t=$$(date +%s); "$$@" || exit; echo "   ($$(( $$(date +%s) - t )) s)"' --
+
 $(DEMO_DATA)/.sample: | venv
 	@echo "== [1/6] offline sample corpus"
-	$(PY) tinystories.py download --dataset=sample --data_root=$(DEMO_DATA)
+	$(TIMED) $(PY) tinystories.py download --dataset=sample --data_root=$(DEMO_DATA)
 	touch $@
 
 $(DEMO_TOK).model: $(DEMO_DATA)/.sample
 	@echo "== [2/6] sentencepiece vocabulary ($(DEMO_VOCAB) pieces)"
-	$(PY) tinystories.py train_vocab --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
+	$(TIMED) $(PY) tinystories.py train_vocab --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
 
 $(DEMO_TOK).bin: $(DEMO_TOK).model
-	$(PY) tokenizer.py --tokenizer-model=$<
+	$(TIMED) $(PY) tokenizer.py --tokenizer-model=$<
 
 $(DEMO_TOK)/.done: $(DEMO_TOK).model | bpe
 	@echo "== [3/6] pretokenize"
-	$(PY) tinystories.py pretokenize --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
+	$(TIMED) $(PY) tinystories.py pretokenize --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
 	touch $@
 
 $(DEMO_OUT)/.trained: $(DEMO_TOK)/.done
 	@echo "== [4/6] train a small Llama on the CPU (2 gloo ranks through torchrun)"
-	$(VENV)/bin/torchrun --standalone --nproc_per_node=2 train.py $(DEMO_TRAIN) \
+	$(TIMED) $(VENV)/bin/torchrun --standalone --nproc_per_node=2 train.py $(DEMO_TRAIN) \
 		$(if $(wildcard $(DEMO_OUT)/ckpt.pt),--init_from=resume,)
 	touch $@
 
 $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin &: $(DEMO_OUT)/.trained
 	@echo "== [5/6] export v0 (fp32, for ./run) and v2 (int8, for ./runq)"
-	$(PY) export.py $(DEMO_OUT)/stories_demo.bin --version 0 --checkpoint $(DEMO_OUT)/ckpt.pt
-	$(PY) export.py $(DEMO_OUT)/stories_demo_q80.bin --version 2 --checkpoint $(DEMO_OUT)/ckpt.pt
+	$(TIMED) $(PY) export.py $(DEMO_OUT)/stories_demo.bin --version 0 --checkpoint $(DEMO_OUT)/ckpt.pt
+	$(TIMED) $(PY) export.py $(DEMO_OUT)/stories_demo_q80.bin --version 2 --checkpoint $(DEMO_OUT)/ckpt.pt
 
 demo: venv run bpe $(DEMO_TOK).bin $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stories_demo_q80.bin
 	@echo "== [6/6] stories"

@@ -11,20 +11,24 @@ every machine generates the same corpus without the network.
 
 import random
 
-GIRLS = ["莉莉", "小美", "安娜", "朵朵", "米娅", "小红", "露西", "艾米", "佳佳", "甜甜", "婷婷", "小雨",
+# One name per story, the hero's: the other characters are called by what they are (小女孩, 小兔子,
+# 妈妈), so a model trained on these stories learns to carry the hero's name from the first sentence
+# to the last. No name is also a common word (本来, 慢慢地, 一点点, 甜甜的, 红红的 are not names here).
+GIRLS = ["莉莉", "小美", "安娜", "朵朵", "米娅", "小红", "露西", "艾米", "佳佳", "琪琪", "婷婷", "小雨",
          "苏菲", "妮妮", "小芳", "贝拉", "萌萌", "小月"]
-BOYS = ["汤姆", "小明", "本", "杰克", "乐乐", "豆豆", "小刚", "提米", "强强", "山姆", "马克", "小宝",
+BOYS = ["汤姆", "小明", "彼得", "杰克", "乐乐", "豆豆", "小刚", "提米", "强强", "山姆", "马克", "小宝",
         "亮亮", "东东", "小军", "麦克", "丁丁", "小虎"]
-# (kind, name, measure word, home)
-ANIMALS = [("小猫", "咪咪", "只", "一座小房子里"), ("小狗", "旺旺", "只", "一个大院子里"),
-           ("小兔子", "白白", "只", "森林里"), ("小熊", "胖胖", "只", "大山脚下"),
-           ("小鸟", "啾啾", "只", "一棵大树上"), ("小鸭子", "嘎嘎", "只", "池塘边"),
-           ("小松鼠", "跳跳", "只", "一棵老橡树上"), ("小猴子", "皮皮", "只", "森林里"),
-           ("小老鼠", "吱吱", "只", "一个谷仓里"), ("小青蛙", "呱呱", "只", "荷塘里"),
-           ("小象", "阿宝", "头", "草原上"), ("小马", "飞飞", "匹", "农场上"),
-           ("小狐狸", "红红", "只", "森林里"), ("小刺猬", "球球", "只", "花园里"),
-           ("小猪", "嘟嘟", "只", "农场上"), ("小鹿", "点点", "只", "森林里"),
-           ("小乌龟", "慢慢", "只", "小河边"), ("小羊", "咩咩", "只", "山坡上")]
+# an animal hero may carry any name, a pet's or a child's (the demo's prompt: 从前，有一只小狗叫豆豆)
+PETS = ["咪咪", "旺旺", "白白", "胖胖", "啾啾", "嘎嘎", "跳跳", "皮皮", "吱吱", "呱呱", "阿宝", "飞飞",
+        "毛毛", "球球", "嘟嘟", "花花", "墩墩", "咩咩"]
+# (kind, measure word, home)
+ANIMALS = [("小猫", "只", "一座小房子里"), ("小狗", "只", "一个大院子里"), ("小兔子", "只", "森林里"),
+           ("小熊", "只", "大山脚下"), ("小鸟", "只", "一棵大树上"), ("小鸭子", "只", "池塘边"),
+           ("小松鼠", "只", "一棵老橡树上"), ("小猴子", "只", "森林里"), ("小老鼠", "只", "一个谷仓里"),
+           ("小青蛙", "只", "荷塘里"), ("小象", "头", "草原上"), ("小马", "匹", "农场上"),
+           ("小狐狸", "只", "森林里"), ("小刺猬", "只", "花园里"), ("小猪", "只", "农场上"),
+           ("小鹿", "只", "森林里"), ("小乌龟", "只", "小河边"), ("小羊", "只", "山坡上")]
+NAMES = GIRLS + BOYS + PETS
 # (noun, measure word, adjectives that fit it)
 OBJECTS = [("球", "个", ["红色的", "大大的", "软软的", "蓝色的", "新"]),
            ("风筝", "只", ["彩色的", "漂亮的", "长尾巴的", "蝴蝶形状的"]),
@@ -81,7 +85,7 @@ class _Slots(dict):
 
 
 def _hero(rng):
-    """A main character: (name, pronoun, introduction sentences, the grown-up in the story)."""
+    """A main character: (name, pronoun, introduction sentences, the grown-up in the story, what it is)."""
     r = rng.random()
     if r < 0.65:
         girl = rng.random() < 0.5
@@ -100,8 +104,9 @@ def _hero(rng):
             f"{n}今年{age}岁了，{ta}是一个{trait}的孩子，每天都喜欢{hobby}。",
             f"有一个叫{n}的{who}，{ta}很{trait}，也很喜欢{hobby}。",
         ])
-        return n, ta, intro, rng.choice(ADULTS)
-    kind, n, m, home = rng.choice(ANIMALS)
+        return n, ta, intro, rng.choice(ADULTS), who
+    kind, m, home = rng.choice(ANIMALS)
+    n = rng.choice(NAMES)
     trait = rng.choice(TRAITS)
     intro = rng.choice([
         f"从前，{home}住着一{m}{kind}，名叫{n}。",
@@ -109,25 +114,22 @@ def _hero(rng):
         f"{n}是一{m}{trait}的{kind}，它住在{home}。",
         f"很久很久以前，{home}有一{m}{kind}叫{n}。它每天都很{trait}。",
         f"有一{m}{kind}叫{n}，它和妈妈一起住在{home}。",
+        f"从前，有一{m}{kind}叫{n}。它住在{home}。",
     ])
-    return n, "它", intro, "妈妈"
+    return n, "它", intro, "妈妈", kind
 
 
-def _friend(rng, hero_name):
-    """A second character, different from the hero: (name, pronoun, short description)."""
+def _friend(rng, hero_kind):
+    """A second character, unnamed and not of the hero's kind: (how the story calls it, introduction)."""
     while True:
-        r = rng.random()
-        if r < 0.6:
-            girl = rng.random() < 0.5
-            f = rng.choice(GIRLS if girl else BOYS)
-            desc = f"一个叫{f}的{'小女孩' if girl else '小男孩'}"
-            fta = "她" if girl else "他"
+        if rng.random() < 0.6:
+            f = rng.choice(["小女孩", "小男孩"])
+            desc = rng.choice(["一个", "一个新来的", "邻居家的"]) + f
         else:
-            kind, f, m, _ = rng.choice(ANIMALS)
-            desc = f"一{m}叫{f}的{kind}"
-            fta = "它"
-        if f != hero_name:
-            return f, fta, desc
+            f, m, _ = rng.choice(ANIMALS)
+            desc = f"一{m}{f}"
+        if f != hero_kind:
+            return f, desc
 
 
 def _arc_lost(rng):
@@ -164,7 +166,7 @@ def _arc_friend(rng):
                     "{ta}发现{fdesc}正在难过地看着别人玩。"]),
         rng.choice(["{n}走过去，{say}：“你好！我叫{n}。你想和我一起玩吗？”",
                     "“你为什么一个人呀？”{n}{ask}。"]),
-        rng.choice(["{f}小声说：“我是新来的，我没有朋友。”", "{f}抬起头，{say}：“我叫{f}。我可以和你一起玩吗？”",
+        rng.choice(["{f}小声说：“我是新来的，我没有朋友。”", "{f}抬起头，{say}：“我可以和你一起玩吗？”",
                     "{f}有点害羞，但还是点了点头。"]),
         rng.choice(["“当然可以！”{n}{glad}。", "“我们一起玩吧！”{n}{glad}。"]),
         rng.choice(["他们一起玩{game}，玩得非常开心。", "他们一起玩{game}，笑声传得很远很远。",
@@ -249,7 +251,7 @@ def _arc_disobey(rng):
 
 def _arc_help(rng):
     """The hero helps an animal in trouble and gets thanked."""
-    kind, _, m, _ = rng.choice(ANIMALS)
+    kind, m, _ = rng.choice(ANIMALS)
     trouble, help_ = rng.choice([
         ("翅膀受伤了，飞不起来", "{n}小心地把它捧起来，用手帕包好它的翅膀"),
         ("被困在高高的树上，下不来", "{n}找来一个梯子，慢慢地把它抱了下来"),
@@ -337,7 +339,7 @@ def _arc_gift(rng):
     return [
         rng.choice(["{time}{n}听说明天是{adult}的生日。", "{n}知道，{adult}的生日快到了。"]),
         rng.choice(["{ta}想送{adult}一份礼物，可是{ta}没有钱。", "{ta}很想给{adult}一个惊喜，可是不知道送什么好。"]),
-        rng.choice(["{n}想了很久，终于有了一个好主意。", "{n}去问{f}，{f}{say}：“你可以自己做一份礼物呀！”"]),
+        rng.choice(["{n}想了很久，终于有了一个好主意。", "{n}去找{fdesc}商量，{f}{say}：“你可以自己做一份礼物呀！”"]),
         rng.choice(["{ta}决定亲手准备" + gift + "。", "于是，{n}开始悄悄地准备" + gift + "。"]),
         "{n}" + make + "。",
         rng.choice(["{ta}做得很认真，连手上都弄脏了。", "{ta}做了一遍又一遍，直到自己满意为止。"]),
@@ -374,11 +376,11 @@ GAMES = ["捉迷藏", "跳房子", "老鹰捉小鸡", "过家家", "丢沙包", 
 
 
 def generate_story(rng):
-    n, ta, intro, adult = _hero(rng)
-    f, fta, fdesc = _friend(rng, n)
+    n, ta, intro, adult, hero_kind = _hero(rng)
+    f, fdesc = _friend(rng, hero_kind)
     obj, m, adjs = rng.choice(OBJECTS)
     food, fm = rng.choice(FOODS)
-    s = _Slots(rng, n=n, ta=ta, f=f, fta=fta, fdesc=fdesc, obj=obj, m=m, adj=rng.choice(adjs),
+    s = _Slots(rng, n=n, ta=ta, f=f, fdesc=fdesc, obj=obj, m=m, adj=rng.choice(adjs),
                place=rng.choice(PLACES), hide=rng.choice(HIDING), adult=adult, food=food, fm=fm,
                k=rng.choice(NUMS), game=rng.choice(GAMES))
     body = rng.choice(ARCS)(rng)
@@ -399,3 +401,9 @@ def generate_stories(n, seed=0):
             seen.add(story)
             out.append(story)
     return out
+
+
+def names_in(text):
+    """The names from NAMES that occur in text, in order of first appearance."""
+    found = [(text.find(n), n) for n in NAMES if n in text]
+    return [n for _, n in sorted(found)]
