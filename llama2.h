@@ -639,6 +639,18 @@ static inline float hsum8(__m256 acc) {
 }
 #endif
 
+// WebAssembly SIMD128 (make web: emcc -msimd128): 4 floats a vector and no FMA, so a*b+c is a
+// multiply and an add; the tests compare it with the portable path like the AVX2 one.
+#if defined(__wasm_simd128__) && !defined(LLAMA2_SCALAR)
+#include <wasm_simd128.h>
+#define USE_WASM_SIMD 1
+
+static inline float hsum4(v128_t acc) {
+    return wasm_f32x4_extract_lane(acc, 0) + wasm_f32x4_extract_lane(acc, 1) +
+           wasm_f32x4_extract_lane(acc, 2) + wasm_f32x4_extract_lane(acc, 3);
+}
+#endif
+
 // With one thread the kernels skip OpenMP: even a team of one costs about 0.3 us a parallel
 // region, and a small model's token runs ~50 of them. (An `if (use_threads())` clause on the
 // pragma still enters the runtime: measured 8% slower on zh-15M, so the loops are written twice.)
@@ -657,6 +669,10 @@ static float dot(const float *a, const float *b, int n) {
     __m256 acc = _mm256_setzero_ps();
     for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
     val = hsum8(acc);
+#elif defined(USE_WASM_SIMD)
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(a + j), wasm_v128_load(b + j)));
+    val = hsum4(acc);
 #endif
     for (; j < n; j++) val += a[j] * b[j];
     return val;

@@ -12,10 +12,12 @@ import threading
 import urllib.parse
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cbuild import build, export, random_model, run_c
 from conftest import need_tool
+from test_run_c import KERNEL_SHAPES, greedy_run, prompt_with
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_MODEL, DEMO_TOK = REPO / "demo" / "stories_demo.bin", REPO / "demo" / "tok_demo.bin"
@@ -175,3 +177,49 @@ def test_stop(browser, site, scalar_bins, sp_tok_bin, tmp_path):
     out = text_of(driver, "output")
     assert "stopped" in text_of(driver, "stats")
     assert full.startswith(out) and len(out) < len(full)
+
+
+@pytest.fixture(scope="session")
+def wasm_cli(tmp_path_factory, web_dir):
+    """run.c and runq.c compiled as make web compiles them (SIMD128) but whole, command line
+    included, for node (one .js with the wasm inside: this emscripten would fetch() a separate
+    .wasm, which node cannot for a path): ./run's interface, so the kernel tests drive both alike."""
+    need_tool("node", package="nodejs")
+    d = tmp_path_factory.mktemp("wasm_cli")
+    pre = d / "env.js"  # the runners' debug variables reach the module's getenv
+    pre.write_text("Module.preRun = [function () { for (const k of ['LLAMA2_LOGITS', 'LLAMA2_PREFILL_BLOCK'])"
+                   " if (process.env[k]) ENV[k] = process.env[k]; }];\n")
+    bins = {}
+    for name in ("run", "runq"):
+        js = d / f"{name}.js"
+        subprocess.run(["emcc", "-O3", "-ffp-contract=off", "-msimd128", "-sNODERAWFS=1", "-sALLOW_MEMORY_GROWTH=1", "-sSINGLE_FILE=1",
+                        "--pre-js", str(pre), "-o", str(js), str(REPO / f"{name}.c")],
+                       env=dict(os.environ, NODE_PATH="/usr/share/nodejs"), check=True, capture_output=True)
+        sh = d / name
+        sh.write_text(f'#!/bin/sh\nexec node {js} "$@"\n')
+        sh.chmod(0o755)
+        bins[name] = str(sh)
+    return bins
+
+
+@pytest.mark.parametrize("shape", list(KERNEL_SHAPES))
+def test_simd128_kernels_match_scalar(shape, wasm_cli, scalar_bins, sp_model, sp_tok_bin, zh_stories, tmp_path):
+    """The SIMD128 tiles (4 rows x 2 or 1 tokens, the remainder rows, group sizes 32 and 64) against
+    the native portable build: the same greedy story, logits within the AVX2 tests' tolerance
+    (fp32 sums 4 lanes apart; int8 sums are exact, only activations may round the other way)."""
+    import sentencepiece as spm
+    from export import version2_export
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    cfg = dict(KERNEL_SHAPES[shape])
+    gs = cfg.pop("group_size")
+    model = random_model(512, seed=13, shared=False, max_seq_len=48, **cfg)
+    paths = {"run": export(model, tmp_path / "k0.bin", 0), "runq": tmp_path / "k2.bin"}
+    version2_export(model, str(paths["runq"]), group_size=gs)
+    for n_tokens in (1, 33):  # one token; blocks of 2 tokens, 1 token, and a second block
+        prompt = prompt_with(sp, zh_stories, n_tokens)
+        for name, path in paths.items():
+            a, ra = greedy_run(wasm_cli[name], path, sp_tok_bin, prompt, 48, tmp_path)
+            b, rb = greedy_run(scalar_bins[name], path, sp_tok_bin, prompt, 48, tmp_path)
+            assert a == b, (name, n_tokens)
+            atol = 1e-3 if name == "run" else 0.02 * np.abs(rb["logits"]).max()
+            np.testing.assert_allclose(ra["logits"], rb["logits"], atol=atol, rtol=0)
