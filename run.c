@@ -114,12 +114,10 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
         }
     }
 }
-#endif
-
-#ifdef USE_WASM_SIMD
+#elif defined(USE_WASM_SIMD)
 // The same tile in WebAssembly SIMD128: 4 rows of W times C (1 or 2) tokens, 4 floats a vector.
-static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, const float *x, const float *w,
-                                                                   int n, int d, int i, int t, int R, int C) {
+static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
+                                                              int n, int d, int i, int t, int R, int C) {
     v128_t acc[4][2];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = wasm_f32x4_splat(0.0f);
     int j = 0;
@@ -143,7 +141,7 @@ static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, 
 
 // Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
 static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-#ifdef USE_AVX2
+#if defined(USE_AVX2) || defined(USE_WASM_SIMD)
     int t = 0;
     if (i + 4 <= d) {
         for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
@@ -151,15 +149,6 @@ static void matmul_rows(float *xout, const float *x, const float *w, int T, int 
     } else {
         for (int r = i; r < d; r++)
             for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
-    }
-#elif defined(USE_WASM_SIMD)
-    int t = 0;
-    if (i + 4 <= d) {
-        for (; t + 2 <= T; t += 2) matmul_tile_wasm(xout, x, w, n, d, i, t, 4, 2);
-        if (t < T) matmul_tile_wasm(xout, x, w, n, d, i, t, 4, 1);
-    } else {
-        for (int r = i; r < d; r++)
-            for (t = 0; t < T; t++) matmul_tile_wasm(xout, x, w, n, d, r, t, 1, 1);
     }
 #else
     for (int r = i; r < d && r < i + 4; r++)

@@ -34,31 +34,41 @@ def web_dir():
     return REPO / "web"
 
 
-@pytest.fixture(scope="session")
-def site(web_dir):
-    """http://127.0.0.1:<port>/ serving web/, as `make serve-web` does."""
+def serve(directory):
+    """An HTTP server on 127.0.0.1 serving directory, as `make serve-web` does; returns (server, url)."""
     class Quiet(http.server.SimpleHTTPRequestHandler):
         def log_message(self, *args):
             pass
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(web_dir)))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(directory)))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/"
+    return server, f"http://127.0.0.1:{server.server_address[1]}/"
+
+
+def start_chromium(user_data_dir):
+    """Headless Debian chromium through its chromedriver: no driver download, no usage stats, no network."""
+    need_tool("chromium", package="chromium")
+    need_tool("chromedriver", package="chromium-driver")
+    os.environ["SE_AVOID_STATS"] = "true"
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    opts = webdriver.ChromeOptions()
+    opts.binary_location = shutil.which("chromium")
+    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={user_data_dir}"]:
+        opts.add_argument(flag)
+    return webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")), options=opts)
+
+
+@pytest.fixture(scope="session")
+def site(web_dir):
+    server, url = serve(web_dir)
+    yield url
     server.shutdown()
     server.server_close()
 
 
 @pytest.fixture(scope="session")
 def browser(tmp_path_factory):
-    need_tool("chromium", package="chromium")
-    need_tool("chromedriver", package="chromium-driver")
-    os.environ["SE_AVOID_STATS"] = "true"  # selenium must not phone home or fetch a driver
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-    opts = webdriver.ChromeOptions()
-    opts.binary_location = shutil.which("chromium")
-    for flag in CHROMIUM_FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
-        opts.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=shutil.which("chromedriver")), options=opts)
+    driver = start_chromium(tmp_path_factory.mktemp("chromium"))
     yield driver
     driver.quit()
 
