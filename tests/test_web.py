@@ -168,14 +168,15 @@ def test_bad_files_give_a_message(browser, site, sp_tok_bin, tmp_path):
 
 
 def test_stop(browser, site, scalar_bins, sp_tok_bin, tmp_path):
-    """Stop ends a long run early: the page is done, says stopped, and shows a prefix of the story."""
+    """Stop ends a run early: the page is done, says stopped, and shows the start of the story.
+    A context of 32768 tokens with quadratic attention keeps the run going for minutes, however
+    late the click comes on a busy host."""
     import torch
-    model = random_model(512, seed=3, dim=64, n_layers=2, n_heads=4, shared=False, max_seq_len=1024)
+    model = random_model(512, seed=3, dim=64, n_layers=1, n_heads=4, shared=False, max_seq_len=32768)
     with torch.no_grad():
         model.output.weight[1:3] = 0  # BOS and EOS score 0, below the best of 510 others: greedy never ends
-    path = export(model, tmp_path / "long.bin", 0)
-    full = native(scalar_bins["run"], path, sp_tok_bin, "-t", 0, "-n", 0, "-i", "小狗")
-    assert len(full) > 1000
+    path = export(model, tmp_path / "long.bin", 1)
+    start = native(scalar_bins["run"], path, sp_tok_bin, "-t", 0, "-n", 200, "-i", "小狗")
     driver = browser
     driver.get(site + "?temperature=0&steps=0&prompt=" + urllib.parse.quote("小狗"))
     driver.find_element("id", "model-file").send_keys(str(path))
@@ -186,7 +187,7 @@ def test_stop(browser, site, scalar_bins, sp_tok_bin, tmp_path):
     assert wait_state(driver, ("done", "error")) == "done"
     out = text_of(driver, "output")
     assert "stopped" in text_of(driver, "stats")
-    assert full.startswith(out) and len(out) < len(full)
+    assert out.startswith(start) or start.startswith(out)
 
 
 @pytest.fixture(scope="session")
