@@ -74,6 +74,48 @@ fuzz: venv
 bench: venv
 	$(PY) bench/bench_run.py
 
+# --- the browser playground -------------------------------------------------
+# `make web` builds web/, a static folder any file host can serve: the page (web.html), its
+# worker (web_worker.js), run.c and runq.c compiled to WebAssembly around web.c's entry points
+# (SIMD128 kernels), and the demo model. `make serve-web` serves it on http://127.0.0.1:8000/.
+# NODE_PATH: Debian's emcc needs its acorn from /usr/share/nodejs when node is not Debian's.
+EMCC = NODE_PATH=/usr/share/nodejs emcc
+EMFLAGS = -O3 $(CFLAGS_FP) -msimd128 -sMODULARIZE=1 -sINVOKE_RUN=0 -sENVIRONMENT=worker \
+	-sALLOW_MEMORY_GROWTH=1 -sMAXIMUM_MEMORY=4GB -sEXPORTED_RUNTIME_METHODS=FS,ccall
+WEB_PORT ?= 8000
+
+.PHONY: web serve-web emscripten
+web: web/index.html web/web_worker.js web/run.js web/runq.js web/stories_demo.bin web/tok_demo.bin
+
+emscripten:
+	@command -v emcc >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends emscripten; \
+	  else echo "make web needs emcc: apt-get install emscripten (as root), or emsdk"; exit 1; fi; }
+
+web/run.js: web.c $(C_SOURCES) | emscripten
+	@mkdir -p web
+	$(EMCC) $(EMFLAGS) -sEXPORT_NAME=createRun -DENGINE='"run.c"' -o $@ web.c
+
+web/runq.js: web.c $(C_SOURCES) | emscripten
+	@mkdir -p web
+	$(EMCC) $(EMFLAGS) -sEXPORT_NAME=createRunq -DENGINE='"runq.c"' -o $@ web.c
+
+web/index.html: web.html
+	@mkdir -p web
+	cp $< $@
+
+web/web_worker.js: web_worker.js
+	@mkdir -p web
+	cp $< $@
+
+web/%.bin: demo/%.bin
+	@mkdir -p web
+	cp $< $@
+
+serve-web: web
+	@echo "http://127.0.0.1:$(WEB_PORT)/"
+	$(PYTHON) -m http.server $(WEB_PORT) --bind 127.0.0.1 --directory web
+
 # --- Python environment, demo, tests ----------------------------------------
 $(VENV)/.stamp: requirements.txt
 	$(PYTHON) -m venv $(VENV)
@@ -153,4 +195,4 @@ demo_publish: demo
 .PHONY: clean
 clean:
 	rm -f run runq run.exe runq.exe libbpe.so
-	rm -rf $(DEMO_OUT)
+	rm -rf $(DEMO_OUT) web

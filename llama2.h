@@ -704,6 +704,18 @@ static inline float hsum8(__m256 acc) {
 }
 #endif
 
+// WebAssembly SIMD128 (make web: emcc -msimd128): 4 floats a vector and no FMA, so a*b+c is a
+// multiply and an add; the tests compare it with the portable path like the AVX2 one.
+#if defined(__wasm_simd128__) && !defined(LLAMA2_SCALAR)
+#include <wasm_simd128.h>
+#define USE_WASM_SIMD 1
+
+static inline float hsum4(v128_t acc) {
+    return wasm_f32x4_extract_lane(acc, 0) + wasm_f32x4_extract_lane(acc, 1) +
+           wasm_f32x4_extract_lane(acc, 2) + wasm_f32x4_extract_lane(acc, 3);
+}
+#endif
+
 // With one thread the kernels skip OpenMP: even a team of one costs about 0.3 us a parallel
 // region, and a small model's token runs ~50 of them. (An `if (use_threads())` clause on the
 // pragma still enters the runtime: measured 8% slower on zh-15M, so the loops are written twice.)
@@ -722,6 +734,10 @@ static float dot(const float *a, const float *b, int n) {
     __m256 acc = _mm256_setzero_ps();
     for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
     val = hsum8(acc);
+#elif defined(USE_WASM_SIMD)
+    v128_t acc = wasm_f32x4_splat(0.0f);
+    for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(a + j), wasm_v128_load(b + j)));
+    val = hsum4(acc);
 #endif
     for (; j < n; j++) val += a[j] * b[j];
     return val;
@@ -1010,41 +1026,74 @@ static void attention(float *out, float *q, const float *k, const float *v, floa
 // ----------------------------------------------------------------------------
 // generation loop
 
-static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+// A story in steps, so ./run's loop and the browser's (web.c) are the same code: start encodes
+// the prompt, runs it through the model and prints it; each next samples, prints and feeds one
+// token; end flushes the printer.
+typedef struct {
+    Transformer *tr;
+    const Tokenizer *tok;
+    Sampler *sampler;
+    int *tokens;         // the prompt, BOS first
+    int n, np;           // prompt tokens, and how many of them run (at most steps)
+    int steps, pos, token, generated, done;
+    float *logits;       // the logits the next token is sampled from
+    Utf8Printer out;
+    double t_start, t_prompt, t_end; // prompt start, prompt end (first sample), end
+} Generation;
+
+static void generation_start(Generation *g, Transformer *tr, const Tokenizer *tok, Sampler *sampler,
+                             const char *prompt, int steps) {
+    memset(g, 0, sizeof(*g));
+    g->tr = tr; g->tok = tok; g->sampler = sampler; g->steps = steps;
     const Config *c = transformer_config(tr);
-    int *tokens = xcalloc(strlen(prompt) + 3, sizeof(int), "the prompt");
-    int n = encode(tok, prompt, 1, 0, tokens);
+    g->tokens = xcalloc(strlen(prompt) + 3, sizeof(int), "the prompt");
+    int n = g->n = encode(tok, prompt, 1, 0, g->tokens);
     if (n > c->seq_len) die("the prompt is %d tokens, longer than the model's context of %d", n, c->seq_len);
     // the prompt goes through the model in blocks (matrix x matrix); its last logits start sampling
-    int np = n < steps ? n : steps, block = prefill_block(tr);
+    int np = g->np = n < steps ? n : steps, block = prefill_block(tr);
     const char *env = getenv("LLAMA2_PREFILL_BLOCK"); // 1 = token by token, for benchmarks
     if (env && atoi(env) >= 1 && atoi(env) < block) block = atoi(env);
-    double t0 = time_in_s();
-    float *logits = NULL;
-    for (int p = 0; p < np; p += block) logits = forward(tr, tokens + p, np - p < block ? np - p : block, p);
-    double t1 = time_in_s();
-    Utf8Printer out = {0};
-    for (int i = 1; i <= np && i < n; i++) print_piece(tok, &out, tokens[i - 1], tokens[i]);
+    g->t_start = time_in_s();
+    for (int p = 0; p < np; p += block) g->logits = forward(tr, g->tokens + p, np - p < block ? np - p : block, p);
+    g->t_prompt = time_in_s();
+    for (int i = 1; i <= np && i < n; i++) print_piece(tok, &g->out, g->tokens[i - 1], g->tokens[i]);
     fflush(stdout);
-    int pos = np, token = tokens[n - 1], generated = 0;
-    while (np == n) {
-        int next = sample(sampler, logits, pos);
-        if (next == BOS || next == EOS) break; // the story is over
-        print_piece(tok, &out, token, next);
-        if (out.len == 0) fflush(stdout);
-        token = next;
-        if (pos >= steps) break;
-        logits = forward(tr, &token, 1, pos);
-        pos++;
-        generated++;
-    }
-    flush_printer(&out);
+    g->pos = np;
+    g->token = g->tokens[n - 1];
+    g->done = np != n; // steps ran out inside the prompt
+}
+
+// Samples and prints one token, then runs it through the model; 0 once the story is over.
+static int generation_next(Generation *g) {
+    if (g->done) return 0;
+    int next = sample(g->sampler, g->logits, g->pos);
+    if (next == BOS || next == EOS) { g->done = 1; return 0; } // the story is over
+    print_piece(g->tok, &g->out, g->token, next);
+    if (g->out.len == 0) fflush(stdout);
+    g->token = next;
+    if (g->pos >= g->steps) { g->done = 1; return 1; }
+    g->logits = forward(g->tr, &g->token, 1, g->pos);
+    g->pos++;
+    g->generated++;
+    return 1;
+}
+
+static void generation_end(Generation *g) {
+    flush_printer(&g->out);
+    g->t_end = time_in_s();
+    free(g->tokens);
+    g->tokens = NULL;
+}
+
+static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+    Generation g;
+    generation_start(&g, tr, tok, sampler, prompt, steps);
+    while (generation_next(&g)) {}
+    generation_end(&g);
     printf("\n");
-    flush_printer(&out);
-    double t2 = time_in_s();
-    if (np > 1) fprintf(stderr, "prompt: %d tokens, %.1f tok/s\n", np, np / (t1 - t0));
-    if (generated > 0) fprintf(stderr, "achieved tok/s: %f\n", generated / (t2 - t1));
-    free(tokens);
+    flush_printer(&g.out); // checks that stdout took everything
+    if (g.np > 1) fprintf(stderr, "prompt: %d tokens, %.1f tok/s\n", g.np, g.np / (g.t_prompt - g.t_start));
+    if (g.generated > 0) fprintf(stderr, "achieved tok/s: %f\n", g.generated / (g.t_end - g.t_prompt));
 }
 
 static void read_stdin(const char *guide, char *buffer, size_t bufsize, int *eof) {

@@ -114,11 +114,34 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
         }
     }
 }
+#elif defined(USE_WASM_SIMD)
+// The same tile in WebAssembly SIMD128: 4 rows of W times C (1 or 2) tokens, 4 floats a vector.
+static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
+                                                              int n, int d, int i, int t, int R, int C) {
+    v128_t acc[4][2];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = wasm_f32x4_splat(0.0f);
+    int j = 0;
+    for (; j + 4 <= n; j += 4) {
+        v128_t xv[2];
+        for (int c = 0; c < C; c++) xv[c] = wasm_v128_load(x + (size_t)(t + c) * n + j);
+        for (int r = 0; r < R; r++) {
+            v128_t wv = wasm_v128_load(w + (size_t)(i + r) * n + j);
+            for (int c = 0; c < C; c++) acc[r][c] = wasm_f32x4_add(acc[r][c], wasm_f32x4_mul(wv, xv[c]));
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int c = 0; c < C; c++) {
+            float val = hsum4(acc[r][c]);
+            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
+            xout[(size_t)(t + c) * d + i + r] = val;
+        }
+    }
+}
 #endif
 
 // Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
 static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-#ifdef USE_AVX2
+#if defined(USE_AVX2) || defined(USE_WASM_SIMD)
     int t = 0;
     if (i + 4 <= d) {
         for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);

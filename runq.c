@@ -248,6 +248,51 @@ static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const f
     return val;
 }
 
+#ifdef USE_WASM_SIMD
+// 16 int8 products w . x summed into 4 int32 lanes (products of int8 fit an int16 exactly)
+static inline v128_t dot16_i8(v128_t acc, v128_t w, v128_t x) {
+    acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_low_i8x16(w, x)));
+    return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_high_i8x16(w, x)));
+}
+
+// The 4 rows' int32 sums, one row a lane: exact, so the order of the adds does not matter.
+static inline v128_t hsum_rows(const v128_t s[4]) {
+    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(s[0], s[1], 0, 4, 1, 5), wasm_i32x4_shuffle(s[0], s[1], 2, 6, 3, 7));
+    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(s[2], s[3], 0, 4, 1, 5), wasm_i32x4_shuffle(s[2], s[3], 2, 6, 3, 7));
+    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
+}
+
+// The int8 tile in WebAssembly SIMD128: 4 rows i..i+3 of W times C (1 or 2) tokens, group size a
+// multiple of 16. A group's int32 sums are scaled as dot_q8 scales them, one row a lane, so the
+// result is the portable path's to the bit.
+static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, const int8_t *xq, const float *xs,
+                                                                   const QuantizedTensor *w, int n, int d, int gs,
+                                                                   int i, int t, int C) {
+    const int8_t *wi = w->q + (size_t)i * n;
+    const float *wsi = w->s + scale_at(i, 0, n / gs);
+    v128_t acc[2];
+    for (int c = 0; c < C; c++) acc[c] = wasm_f32x4_splat(0.0f);
+    for (int j = 0, g = 0; j < n; j += gs, g++) {
+        v128_t sum[2][4];
+        for (int c = 0; c < C; c++) for (int r = 0; r < 4; r++) sum[c][r] = wasm_i32x4_splat(0);
+        for (int k = j; k < j + gs; k += 16) {
+            v128_t xv[2];
+            for (int c = 0; c < C; c++) xv[c] = wasm_v128_load(xq + (size_t)(t + c) * n + k);
+            for (int r = 0; r < 4; r++) {
+                v128_t wv = wasm_v128_load(wi + (size_t)r * n + k);
+                for (int c = 0; c < C; c++) sum[c][r] = dot16_i8(sum[c][r], wv, xv[c]);
+            }
+        }
+        v128_t wscale = wasm_v128_load(wsi + 4 * g);
+        for (int c = 0; c < C; c++) {
+            v128_t prod = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum_rows(sum[c])), wscale);
+            acc[c] = wasm_f32x4_add(acc[c], wasm_f32x4_mul(prod, wasm_f32x4_splat(xs[(size_t)(t + c) * (n / gs) + g])));
+        }
+    }
+    for (int c = 0; c < C; c++) wasm_v128_store(xout + (size_t)(t + c) * d + i, acc[c]);
+}
+#endif
+
 // Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
 static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d,
                         int gs, int i) {
@@ -263,6 +308,13 @@ static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const Qu
             for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 2);
             if (t < T) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 1);
         }
+        return;
+    }
+#elif defined(USE_WASM_SIMD)
+    if (gs % 16 == 0 && i + 4 <= d) { // the last rows (fewer than 4) take the portable loop
+        int t = 0;
+        for (; t + 2 <= T; t += 2) matmul_tile_wasm(xout, xq, xs, w, n, d, gs, i, t, 2);
+        if (t < T) matmul_tile_wasm(xout, xq, xs, w, n, d, gs, i, t, 1);
         return;
     }
 #endif

@@ -1,0 +1,132 @@
+// The browser playground's engine, in a Web Worker so the page never freezes: run.c (fp32, model
+// versions 0 and 1) or runq.c (int8, version 2) compiled to WebAssembly with web.c's entry points,
+// chosen by the model file's header. Messages from the page:
+//   {type: "generate", model: "demo" | {model: File, tokenizer: File}, prompt, temperature, topp, seed, steps}
+//   {type: "stop"}
+// Messages to the page: {type: "status", text}, {type: "text", text} (the story, streamed),
+// {type: "done", tokens, seconds, promptTokens}, {type: "error", message}.
+importScripts("run.js", "runq.js");
+
+const V1_MAGIC = 0x616b3432;
+const DEMO = { model: "stories_demo.bin", tokenizer: "tok_demo.bin" };
+let engine = null;   // {module, name, source}: the module instance and the model loaded into it
+let stopRequested = false;
+let busy = false;
+
+// The module instance for a runner, its stdout read byte by byte (the printer writes whole
+// UTF-8 characters) and its stderr kept, so die()'s message can be shown.
+async function instantiate(name) {
+  const bytes = [], err = [];
+  const module = await (name === "runq" ? createRunq : createRun)({
+    preRun: [(m) => m.FS.init(null, (b) => { if (b !== null) bytes.push(b); }, (b) => { if (b !== null) err.push(b); })],
+    print: () => {}, printErr: () => {},
+  });
+  module.stdoutBytes = bytes;
+  module.stderrBytes = err;
+  return module;
+}
+
+// "error: ..." lines die() wrote; the exception's text when it is not an exit (out of memory, a bug).
+function errorMessage(module, e) {
+  if (module) {
+    const text = new TextDecoder().decode(new Uint8Array(module.stderrBytes)).trim();
+    const lines = text.split("\n").filter((l) => l.startsWith("error: "));
+    if (lines.length) return lines[lines.length - 1].slice(7);
+  }
+  return e && e.message ? e.message : String(e);
+}
+
+async function readBytes(source, which) {
+  if (source === "demo") {
+    const r = await fetch(DEMO[which]);
+    if (!r.ok) throw new Error(`cannot fetch ${DEMO[which]}: HTTP ${r.status}`);
+    return new Uint8Array(await r.arrayBuffer());
+  }
+  return new Uint8Array(await source[which].arrayBuffer());
+}
+
+// Version 2 (int8) goes to runq, anything else to run, whose header check names what is wrong.
+function runnerFor(model) {
+  if (model.length < 8) return "run";
+  const view = new DataView(model.buffer, model.byteOffset, 8);
+  return view.getUint32(0, true) === V1_MAGIC && view.getInt32(4, true) === 2 ? "runq" : "run";
+}
+
+async function load(source) {
+  if (engine && engine.source === source) return engine.module;
+  postMessage({ type: "status", text: "loading" });
+  const model = await readBytes(source, "model"), tokenizer = await readBytes(source, "tokenizer");
+  const name = runnerFor(model);
+  engine = null;
+  const module = await instantiate(name);
+  const modelName = source === "demo" ? DEMO.model : source.model.name;
+  const tokName = source === "demo" ? DEMO.tokenizer : source.tokenizer.name;
+  // the file names appear in die()'s messages
+  const dir = "/" + Date.now();
+  module.FS.mkdir(dir);
+  const modelPath = `${dir}/${modelName.replace(/\//g, "_")}`, tokPath = `${dir}/${tokName.replace(/\//g, "_")}`;
+  module.FS.writeFile(modelPath, model);
+  module.FS.writeFile(tokPath, tokenizer);
+  try {
+    module.ccall("web_load", "number", ["string", "string"], [modelPath, tokPath]);
+  } catch (e) {
+    throw Object.assign(new Error(errorMessage(module, e)), { reported: true });
+  }
+  // the model now lives in the module's memory (mmap copied it); drop the file copies
+  module.FS.unlink(modelPath);
+  module.FS.unlink(tokPath);
+  engine = { module, name, source };
+  return module;
+}
+
+const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+
+async function generate(msg) {
+  busy = true;
+  stopRequested = false;
+  let module = null;
+  const decoder = new TextDecoder();
+  const flush = () => {
+    const out = module.stdoutBytes;
+    if (out.length) {
+      postMessage({ type: "text", text: decoder.decode(new Uint8Array(out), { stream: true }) });
+      out.length = 0;
+    }
+  };
+  try {
+    module = await load(msg.model);
+    module.stdoutBytes.length = 0;
+    postMessage({ type: "status", text: "running" });
+    module.ccall("web_start", null, ["string", "number", "number", "number", "number"],
+                 [msg.prompt, msg.temperature, msg.topp, msg.seed, msg.steps]);
+    const t0 = performance.now();
+    let last = t0;
+    // the loop yields every 30 ms so the stop message and the streamed text get through
+    while (module._web_next()) {
+      if (performance.now() - last > 30) {
+        flush();
+        await tick();
+        last = performance.now();
+        if (stopRequested) break;
+      }
+    }
+    const seconds = (performance.now() - t0) / 1000;
+    const tokens = module._web_end();
+    // web_end printed nothing more; ./run's final newline is the CLI's
+    flush();
+    postMessage({ type: "done", tokens, seconds, promptTokens: module._web_prompt_tokens(), runner: engine.name,
+                  stopped: stopRequested });
+  } catch (e) {
+    const message = e.reported ? e.message : errorMessage(module, e);
+    engine = null; // a failed instance is not reused
+    postMessage({ type: "error", message });
+  } finally {
+    busy = false;
+  }
+}
+
+onmessage = (ev) => {
+  const msg = ev.data;
+  if (msg.type === "stop") stopRequested = true;
+  else if (msg.type === "generate" && !busy) generate(msg);
+};
