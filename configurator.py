@@ -13,20 +13,21 @@ import sys
 import types
 from ast import literal_eval
 
+from errors import die, first_line
 
-def die(msg):
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(2)
+
+def fail(msg):
+    die(msg, status=2)  # a bad setting is a usage error: status 2, as argparse
 
 
 def _set(config, key, value, where):
     if key not in config:
-        die(f"unknown setting '{key}' ({where}); known settings: {', '.join(sorted(config))}")
+        fail(f"unknown setting '{key}' ({where}); known settings: {', '.join(sorted(config))}")
     old = config[key]
     if isinstance(old, float) and type(value) is int:
         value = float(value)
     if type(value) is not type(old):
-        die(f"setting '{key}' ({where}) must be of type {type(old).__name__}, "
+        fail(f"setting '{key}' ({where}) must be of type {type(old).__name__}, "
             f"got {type(value).__name__} {value!r}")
     config[key] = value
 
@@ -42,14 +43,14 @@ def configure(config, argv, verbose=True):
             sys.exit(0)
         if "=" not in arg:
             if arg.startswith("-"):
-                die(f"bad argument '{arg}': use --key=value")
+                fail(f"bad argument '{arg}': use --key=value")
             try:
                 with open(arg, encoding="utf-8") as f:
                     source = f.read()
             except OSError as e:
-                die(f"cannot read config file {arg}: {e.strerror}")
+                fail(f"cannot read config file {arg}: {e.strerror}")
             except UnicodeDecodeError as e:
-                die(f"config file {arg} is not valid UTF-8 (byte {e.start})")
+                fail(f"config file {arg} is not valid UTF-8 (byte {e.start})")
             if verbose:
                 print(f"Overriding config with {arg}:")
                 print(source)
@@ -57,13 +58,13 @@ def configure(config, argv, verbose=True):
             try:
                 exec(compile(source, arg, "exec"), namespace)
             except Exception as e:
-                die(f"config file {arg} failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+                fail(f"config file {arg} failed: {first_line(e, with_type=True)}")
             for key, value in namespace.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
                     _set(config, key, value, f"in {arg}")
         else:
             if not arg.startswith("--"):
-                die(f"bad argument '{arg}': use --key=value")
+                fail(f"bad argument '{arg}': use --key=value")
             key, val = arg[2:].split("=", 1)
             try:
                 value = literal_eval(val)

@@ -18,7 +18,6 @@ The classifier counts as shared when it is the same tensor as the token embeddin
 Transformer default); see model.untie_classifier. Exporting never modifies the model.
 """
 
-import argparse
 import json
 import os
 import pickle
@@ -29,6 +28,7 @@ import warnings
 import numpy as np
 import torch
 
+from errors import arg_parser, die, first_line
 from fileio import write_atomic  # noqa: F401  (export.write_atomic, as before)
 from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
 from tokenizer import load_vocab
@@ -479,8 +479,8 @@ def load_checkpoint(checkpoint):
         raise ValueError(f"cannot load checkpoint {checkpoint}: not a train.py checkpoint (torch.load "
                          "with weights_only=True cannot read it)") from None
     except Exception as e:
-        raise ValueError(f"cannot load checkpoint {checkpoint}: {type(e).__name__}: "
-                         f"{str(e).splitlines()[0] if str(e) else ''}") from None
+        raise ValueError(f"cannot load checkpoint {checkpoint}: "
+                         f"{first_line(e, with_type=True)}") from None
     try:
         model.load_state_dict(state_dict)  # strict: a missing weight must not stay random
     except RuntimeError as e:
@@ -493,8 +493,7 @@ def load_checkpoint(checkpoint):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="export a model to the llama2.c formats or GGUF")
-    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
+    parser = arg_parser("export a model to the llama2.c formats or GGUF")
     parser.add_argument("filepath", type=str, help="the output filepath (a folder for --version -1)")
     parser.add_argument("--version", default="0", choices=["-1", "0", "1", "2", "gguf"], help="the version to export with")
     parser.add_argument("--dtype", type=str, default="fp32", choices=["fp16", "fp32"], help="dtype of the Hugging Face export")
@@ -519,8 +518,7 @@ def main(argv=None):
             write_atomic(lambda tmp: model_export(model, tmp, version, dtype, args.tokenizer, args.gguf_type),
                          args.filepath)
     except (ValueError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        die(e)
     except KeyboardInterrupt:
         print("interrupted; nothing was written", file=sys.stderr)
         sys.exit(130)

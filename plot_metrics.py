@@ -7,10 +7,11 @@ Draw the loss curves of a training run from out_dir/metrics.jsonl (written by tr
 Needs matplotlib (optional: pip install matplotlib); without it, says so and exits with status 1.
 """
 
-import argparse
 import json
 import os
 import sys
+
+from errors import arg_parser, die
 
 
 def _number(x):
@@ -37,30 +38,25 @@ def read_metrics(path):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="loss curve PNG from out_dir/metrics.jsonl")
-    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
+    parser = arg_parser("loss curve PNG from out_dir/metrics.jsonl")
     parser.add_argument("out_dir", help="train.py's out_dir")
     parser.add_argument("--output", default=None, help="PNG path (default: OUT_DIR/loss.png)")
     args = parser.parse_args(argv)
     path = os.path.join(args.out_dir, "metrics.jsonl")
     if not os.path.isfile(path):
-        print(f"error: no {path}: run train.py with --out_dir={args.out_dir} first", file=sys.stderr)
-        return 1
+        die(f"no {path}: run train.py with --out_dir={args.out_dir} first")
     try:
         train, evals = read_metrics(path)
     except OSError as e:
-        print(f"error: cannot read {path}: {e.strerror}", file=sys.stderr)
-        return 1
+        die(f"cannot read {path}: {e.strerror}")
     if not train and not evals:
-        print(f"error: {path} holds no logged points yet", file=sys.stderr)
-        return 1
+        die(f"{path} holds no logged points yet")
     try:
         import matplotlib
         matplotlib.use("Agg")  # no display needed
         import matplotlib.pyplot as plt
     except ImportError:
-        print("error: plotting needs matplotlib, which is not installed (pip install matplotlib)", file=sys.stderr)
-        return 1
+        die("plotting needs matplotlib, which is not installed (pip install matplotlib)")
     fig, ax = plt.subplots(figsize=(8, 5))
     if train:
         ax.plot([p["iter"] for p in train], [p["loss"] for p in train], lw=0.8, alpha=0.6, label="train (batch)")

@@ -18,6 +18,7 @@ from contextlib import nullcontext
 import torch
 
 from configurator import configure
+from errors import die, first_line
 from export import check_finite, load_checkpoint, load_model_bin
 
 # -----------------------------------------------------------------------------
@@ -37,11 +38,6 @@ config_keys = [k for k, v in globals().items()
 globals().update(configure({k: globals()[k] for k in config_keys}, sys.argv[1:], verbose=False))
 
 
-def fail(msg):
-    print(f"error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
 def stream_decode(tok, ids, printed):
     """Print the text of ids beyond what was already printed. A trailing U+FFFD means a
     character whose bytes have not all been generated yet: hold it back until they have."""
@@ -55,13 +51,13 @@ def stream_decode(tok, ids, printed):
 
 
 if device.startswith("cuda") and not torch.cuda.is_available():
-    fail(f"device={device} but CUDA is not available; use --device=cpu")
+    die(f"device={device} but CUDA is not available; use --device=cpu")
 if num_samples < 1 or max_new_tokens < 0 or not 0 <= temperature < float("inf") or top_k < 0:
-    fail("num_samples must be >= 1, and max_new_tokens, top_k and (a finite) temperature >= 0")
+    die("num_samples must be >= 1, and max_new_tokens, top_k and (a finite) temperature >= 0")
 torch.manual_seed(seed)
 ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}.get(dtype)
 if ptdtype is None:
-    fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
+    die(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
 ctx = nullcontext() if not device.startswith("cuda") else torch.amp.autocast(device_type="cuda", dtype=ptdtype)
 
 # the model, and the tokenizer it was trained with
@@ -76,34 +72,34 @@ try:
         model = load_model_bin(checkpoint)
     check_finite(model)  # NaN weights would end in a traceback from torch.multinomial, or in garbage
 except ValueError as e:
-    fail(f"{checkpoint}: {e}" if checkpoint not in str(e) else str(e))
+    die(f"{checkpoint}: {e}" if checkpoint not in str(e) else str(e))
 try:
     model.to(device)
 except Exception as e:  # a typo such as --device=cpuu
-    fail(f"device={device} is not usable: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    die(f"device={device} is not usable: {first_line(e)}")
 model.eval()
 
 try:
     from tokenizer import Tokenizer
     tok = Tokenizer(tokenizer) if tokenizer else Tokenizer()
 except Exception as e:
-    fail(f"cannot load tokenizer {tokenizer or '(default)'}: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    die(f"cannot load tokenizer {tokenizer or '(default)'}: {first_line(e)}")
 if tok.n_words != model.params.vocab_size:
-    fail(f"tokenizer {tokenizer} has {tok.n_words} pieces but the model's vocab_size is {model.params.vocab_size}")
+    die(f"tokenizer {tokenizer} has {tok.n_words} pieces but the model's vocab_size is {model.params.vocab_size}")
 
 if start.startswith("FILE:"):
     try:
         with open(start[5:], "r", encoding="utf-8") as f:
             start = f.read()
     except (OSError, UnicodeDecodeError) as e:
-        fail(f"cannot read prompt file {start[5:]}: {e}")
+        die(f"cannot read prompt file {start[5:]}: {e}")
 try:
     start.encode("utf-8")
 except UnicodeEncodeError:  # bytes from the command line that are no UTF-8 arrive as lone surrogates
-    fail("the prompt (--start) is not valid UTF-8")
+    die("the prompt (--start) is not valid UTF-8")
 start_ids = tok.encode(start, bos=True, eos=False)
 if len(start_ids) > model.params.max_seq_len:
-    fail(f"the prompt is {len(start_ids)} tokens, longer than the model's context of {model.params.max_seq_len}")
+    die(f"the prompt is {len(start_ids)} tokens, longer than the model's context of {model.params.max_seq_len}")
 
 stop_ids = {tok.eos_id, tok.bos_id}
 with torch.no_grad(), ctx:
@@ -116,7 +112,7 @@ with torch.no_grad(), ctx:
             except RuntimeError as e:  # finite weights can still overflow (huge ones, a tiny temperature)
                 if "probability tensor" not in str(e):
                     raise
-                fail(f"the model produced non-finite logits at position {idx.size(1)} (temperature {temperature} "
+                die(f"the model produced non-finite logits at position {idx.size(1)} (temperature {temperature} "
                      "too small, or weights too large?)")
             if int(idx[0, -1]) in stop_ids:
                 idx = idx[:, :-1]

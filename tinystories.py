@@ -15,7 +15,6 @@ a folder of your own .jsonl / .json / .txt / .md files. Layout under data_root:
 train.py streams batches with BatchStream (or Task.iter_batches, as the original).
 """
 
-import argparse
 import collections
 import glob
 import hashlib
@@ -34,6 +33,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
+from errors import UserError, arg_parser, die, first_line
 from fileio import write_atomic
 from storygen import generate_stories
 
@@ -45,10 +45,6 @@ MODEL_REPO = "adam89/tinyllamas-chinese"
 MODELS = ["stories15M", "stories42M", "stories110M"]
 MODEL_TOKENIZER = "tok5000.bin"
 TEXT_FIELDS = ["story_zh", "text_zh", "story", "text", "content"]
-
-
-class UserError(Exception):
-    """A problem with the user's input or environment: reported in one line, no traceback."""
 
 
 
@@ -100,7 +96,7 @@ def train_sp_model(texts, prefix, vocab_size, num_threads=None, quiet=False, **o
     try:
         spm.SentencePieceTrainer.train(sentence_iterator=iter(texts), model_prefix=prefix, **settings)
     except RuntimeError as e:
-        raise UserError(f"sentencepiece training failed: {str(e).splitlines()[0]}") from None
+        raise UserError(f"sentencepiece training failed: {first_line(e)}") from None
     return prefix + ".model"
 
 
@@ -151,7 +147,7 @@ def _download_error(e, what):
         return UserError(f"cannot reach {hub_endpoint()} for {what} (offline?); {MIRROR_HINT}, or run again to retry")
     if isinstance(e, errors.HfHubHTTPError):
         return UserError(f"{what}: HTTP {status}; run again, or {MIRROR_HINT}")
-    return UserError(f"{what}: {str(e).splitlines()[0] if str(e) else type(e).__name__}; run again to retry")
+    return UserError(f"{what}: {first_line(e)}; run again to retry")
 
 
 def hub_download(repo_id, filename, local_dir, repo_type=None):
@@ -206,7 +202,7 @@ def safe_extract(archive, out_dir):
         except tarfile.FilterError as e:
             raise UserError(f"{archive}: refusing unsafe entry ({e})") from None
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
-            raise UserError(f"{archive} is corrupt or truncated ({str(e).splitlines()[0] if str(e) else type(e).__name__}); "
+            raise UserError(f"{archive} is corrupt or truncated ({first_line(e)}); "
                             "delete it and run download again") from None
         # the shards may sit in a folder inside the archive: use the innermost single folder
         root = tmp
@@ -519,7 +515,7 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     try:
         sp = spm.SentencePieceProcessor(model_file=model_path)
     except (OSError, RuntimeError) as e:
-        raise UserError(f"{model_path} is not a sentencepiece model ({str(e).splitlines()[0]})") from None
+        raise UserError(f"{model_path} is not a sentencepiece model ({first_line(e)})") from None
     if vocab_size and sp.vocab_size() != vocab_size:
         raise UserError(f"{model_path} has {sp.vocab_size()} pieces, not {vocab_size}")
     if sp.bos_id() < 0 or sp.eos_id() < 0:
@@ -685,8 +681,7 @@ class Task:
 # command line
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description="Chinese TinyStories: download, train_vocab, pretokenize")
-    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
+    parser = arg_parser("Chinese TinyStories: download, train_vocab, pretokenize")
     parser.add_argument("stage", choices=["download", "download_model", "train_vocab", "pretokenize"])
     parser.add_argument("--dataset", default="tinystories_zh", choices=["tinystories_zh", "sample"],
                         help="download: the real dataset from the hub, or the offline generated sample")
@@ -715,8 +710,7 @@ def main(argv=None):
         elif args.stage == "pretokenize":
             pretokenize(args.vocab_size, args.data_root, args.data_dir, args.num_workers or None, args.encoder)
     except (UserError, OSError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        die(e)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         sys.exit(130)

@@ -15,15 +15,14 @@ whole batches of documents exactly as sentencepiece does, several times faster, 
 reason when the library is not built or the model uses a feature it does not implement.
 """
 
-import argparse
 import ctypes
 import os
 import struct
-import sys
 
 import numpy as np
 from sentencepiece import SentencePieceProcessor
 
+from errors import arg_parser, die, first_line
 from fileio import write_bytes_atomic
 
 TOKENIZER_MODEL = os.path.join("data", "tok5000.model")  # the Chinese 5000-piece vocabulary
@@ -45,7 +44,7 @@ class Tokenizer:
         try:
             self.sp_model.Load(model_path)
         except (OSError, RuntimeError) as e:
-            raise ValueError(f"{model_path} is not a sentencepiece model ({str(e).splitlines()[0]})") from None
+            raise ValueError(f"{model_path} is not a sentencepiece model ({first_line(e)})") from None
         self.model_path = model_path
         self.n_words = self.sp_model.vocab_size()
         self.bos_id = self.sp_model.bos_id()
@@ -351,13 +350,11 @@ def fast_encoder(model_path, sp=None):
 
 
 if __name__ == "__main__":
-    parser = argparse.ArgumentParser(description="export a sentencepiece .model to run.c's tokenizer .bin")
-    parser.error = lambda msg: sys.exit(f"error: {msg} (see --help)")  # one line, not the usage
+    parser = arg_parser("export a sentencepiece .model to run.c's tokenizer .bin")
     parser.add_argument("-t", "--tokenizer-model", type=str, help="optional path to custom tokenizer")
     args = parser.parse_args()
     try:
         path = Tokenizer(args.tokenizer_model).export()
     except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        sys.exit(1)
+        die(e)
     print(f"wrote {path}")

@@ -30,6 +30,7 @@ import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
+from errors import die, first_line
 from export import model_export, torch_load
 from fileio import lock_folder, write_atomic
 from model import ModelArgs, Transformer, gpu_peak_flops
@@ -93,16 +94,11 @@ ddp_rank = int(os.environ.get("RANK", 0))
 
 def fail(msg):
     """One line on stderr, tear down the process group, exit non-zero (on every rank that fails)."""
-    prefix = f"[rank {ddp_rank}] " if ddp and ddp_rank != 0 else ""
-    print(f"{prefix}error: {msg}", file=sys.stderr, flush=True)
-    if dist.is_available() and dist.is_initialized():
-        dist.destroy_process_group()
-    sys.exit(1)
-
-
-def first_line(e):
-    s = str(e).strip()
-    return f"{type(e).__name__}: {s.splitlines()[0]}" if s else type(e).__name__
+    try:
+        die(msg, prefix=f"[rank {ddp_rank}] " if ddp and ddp_rank != 0 else "")
+    finally:
+        if dist.is_available() and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 # validate the settings before doing anything expensive
@@ -151,7 +147,7 @@ try:
         torch.cuda.set_device(device)  # also --device=cuda:1 alone: the CUDA RNG state calls act on it
     torch.empty(0, device=device)
 except Exception as e:  # a typo such as --device=cpuu, or mps on a machine without it
-    fail(f"device={device} is not usable: {first_line(e)}")
+    fail(f"device={device} is not usable: {first_line(e, with_type=True)}")
 if device_type == "cuda" and dtype == "bfloat16" and not torch.cuda.is_bf16_supported(including_emulation=False):
     fail(f"{torch.cuda.get_device_name()} has no bfloat16 (V100, T4, ...): train with --dtype=float16")
 
@@ -162,7 +158,7 @@ if ddp:
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo",
                                 device_id=torch.device(device) if device_type == "cuda" else None)
     except Exception as e:
-        fail(f"cannot start the process group: {first_line(e)}")
+        fail(f"cannot start the process group: {first_line(e, with_type=True)}")
     ddp_rank = dist.get_rank()
     ddp_world_size = dist.get_world_size()
     master_process = ddp_rank == 0  # this process will do logging, checkpointing etc.
@@ -214,9 +210,9 @@ try:
     train_stream = BatchStream("train", seed=seed, rank=ddp_rank, **stream_args)
     BatchStream("val", seed=seed, rank=0, **stream_args)  # fail now, not at the first eval
 except ImportError as e:
-    fail(f"cannot import the data loader (tinystories.BatchStream): {first_line(e)}")
+    fail(f"cannot import the data loader (tinystories.BatchStream): {first_line(e, with_type=True)}")
 except Exception as e:  # missing or bad shards: the loader's message says what to run
-    fail(str(e).strip().splitlines()[0] if str(e).strip() else first_line(e))
+    fail(first_line(e))
 
 # model init
 model_args = dict(dim=dim, n_layers=n_layers, n_heads=n_heads, n_kv_heads=n_kv_heads,
@@ -256,13 +252,13 @@ else:
         iter_num = int(checkpoint["iter_num"])
         best_val_loss = float(checkpoint["best_val_loss"])
     except Exception as e:
-        fail(f"cannot resume from {ckpt_path} (corrupt or incompatible checkpoint): {first_line(e)}")
+        fail(f"cannot resume from {ckpt_path} (corrupt or incompatible checkpoint): {first_line(e, with_type=True)}")
     data_states = checkpoint.get("data_state") or []
     if len(data_states) == ddp_world_size:
         try:
             train_stream.load_state_dict(data_states[ddp_rank])
         except Exception as e:
-            fail(f"cannot restore the data stream from {ckpt_path}: {first_line(e)}")
+            fail(f"cannot restore the data stream from {ckpt_path}: {first_line(e, with_type=True)}")
         rng_states = checkpoint.get("rng_state") or []
         if len(rng_states) == ddp_world_size:  # dropout masks continue as well
             torch.set_rng_state(rng_states[ddp_rank].cpu())
@@ -286,7 +282,7 @@ if checkpoint is not None:
         if "scaler" in checkpoint and dtype == "float16":
             scaler.load_state_dict(checkpoint["scaler"])
     except Exception as e:
-        fail(f"cannot restore the optimizer from the checkpoint: {first_line(e)}")
+        fail(f"cannot restore the optimizer from the checkpoint: {first_line(e, with_type=True)}")
 checkpoint = None  # free up memory
 
 # compile the model
@@ -485,7 +481,7 @@ try:
         if iter_num > max_iters:
             break
 except OSError as e:
-    fail(f"{first_line(e)} (while writing to {out_dir})")
+    fail(f"{first_line(e, with_type=True)} (while writing to {out_dir})")
 
 if ddp:
     # Leave through os._exit: gloo's worker threads can still hold the last collective's tensors,

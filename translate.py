@@ -19,8 +19,8 @@ is lost, nothing appears twice, finished shards are not touched. Replies that st
 after the retries (empty, cut, not Chinese, the English echoed) go to `rejects.ndjson`
 in the output folder, with the reason.
 """
-import argparse
 import email.utils
+import functools
 import json
 import os
 import random
@@ -34,7 +34,11 @@ from dataclasses import dataclass, field
 import requests
 from tqdm import tqdm
 
+import errors
 from fileio import lock_folder, write_bytes_atomic
+
+PREFIX = "translate.py: "  # its messages name it: it runs for hours, beside other tools' output
+die = functools.partial(errors.die, prefix=PREFIX)
 
 # -----------------------------------------------------------------------------
 # the prompt and the names
@@ -283,11 +287,6 @@ def check_server(api):
 # shards on disk
 
 
-def die(msg):
-    print(f"translate.py: error: {msg}", file=sys.stderr)
-    sys.exit(1)
-
-
 def list_shards(input_dir):
     if os.path.isfile(input_dir):
         die(f"--input {input_dir} is a file; give the folder that holds the shards")
@@ -453,8 +452,7 @@ def plan_shards(args, rejected):
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(description="Translate English TinyStories shards to Chinese via an OpenAI-compatible API.")
-    p.error = lambda msg: die(f"{msg} (see --help)")  # one line, not usage + error
+    p = errors.arg_parser("Translate English TinyStories shards to Chinese via an OpenAI-compatible API.", prefix=PREFIX)
     p.add_argument("--input", required=True, help="folder of English .json / .jsonl shards")
     p.add_argument("--output", required=True, help="folder for the Chinese .jsonl shards")
     p.add_argument("--api_base", default="http://127.0.0.1:8000/v1", help="OpenAI-compatible base URL, ending in /v1")
@@ -632,7 +630,7 @@ def translate_shards(args, api, shards, st, make_prompt, rejected, rejects_path)
     except KeyboardInterrupt:
         api.stop.set()
         bar.close()
-        print("translate.py: interrupted; finished stories are saved, run the same command to continue", file=sys.stderr)
+        print(f"{PREFIX}interrupted; finished stories are saved, run the same command to continue", file=sys.stderr)
         os._exit(130)  # worker threads may sit in a long read; everything done is already fsynced
     pool.shutdown(wait=True)
     bar.close()
@@ -663,5 +661,5 @@ if __name__ == "__main__":
     except OSError as e:  # the output folder cannot be written (permissions, full disk, a folder in a file's place)
         die(f"{e.strerror}: {e.filename}" if e.filename else str(e))
     except KeyboardInterrupt:
-        print("translate.py: interrupted", file=sys.stderr)
+        print(f"{PREFIX}interrupted", file=sys.stderr)
         sys.exit(130)

@@ -23,6 +23,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import torch  # noqa: E402
 
+from errors import die  # noqa: E402
 from model import ModelArgs, Transformer, gpu_peak_flops  # noqa: E402
 
 CONFIGS = {
@@ -99,8 +100,7 @@ def main():
     a = p.parse_args()
     cuda = "cuda" in a.device
     if cuda and not torch.cuda.is_available():
-        print("error: --device=cuda but CUDA is not available", file=sys.stderr)
-        return 1
+        die("--device=cuda but CUDA is not available")
     models = (a.models or ("15M,110M" if cuda else "15M")).split(",")
     dtype = a.dtype or ("bfloat16" if cuda else "float32")
     compile_model = bool(a.compile) if a.compile is not None else cuda
@@ -117,8 +117,7 @@ def main():
               f"{peak / 1e9:.1f} GFLOP/s (used as the MFU denominator)")
     for name in models:
         if name not in CONFIGS:
-            print(f"error: unknown model {name} (choose from {', '.join(CONFIGS)})", file=sys.stderr)
-            return 1
+            die(f"unknown model {name} (choose from {', '.join(CONFIGS)})")
         bs = a.batch_size or (8 if not cuda else (64 if name == "15M" else 16))
         seq = a.seq_len or (256 if not cuda else None)
         bench(name, a.device, dtype, bs, seq, compile_model,
