@@ -1,4 +1,8 @@
-/* llama2.h: the parts run.c (fp32) and runq.c (int8) share, so each of them only holds its
+/* llama2.h is not a header but the shared half of one C program: it holds function bodies and
+   declares the Transformer API (build_transformer, free_transformer, transformer_config, forward,
+   prefill_block) that the file including it must define. Include it once, from run.c or runq.c.
+
+   llama2.h: the parts run.c (fp32) and runq.c (int8) share, so each of them only holds its
    weights, its matmul and its forward pass. Read run.c first; this file is, in order:
    errors and files (with a small mmap shim for Windows), the checkpoint header (validated),
    the Transformer API the two runners implement, the tokenizer (sentencepiece-exact BPE
@@ -1208,19 +1212,20 @@ static char **utf8_argv(int *argc) {
 }
 #endif
 
-static int llama2_main(int argc, char *argv[]) {
-#if defined _WIN32
-    argv = utf8_argv(&argc);
-#endif
-    const char *checkpoint_path = NULL, *tokenizer_path = "tokenizer.bin";
-    float temperature = 1.0f, topp = 0.9f;
-    int steps = 256;
-    const char *prompt = NULL, *mode = "generate", *system_prompt = NULL;
-    unsigned long long rng_seed = 0;
-    for (int i = 1; i < argc; i++) if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { usage(stdout); return 0; }
-    if (argc < 2) { usage(stderr); return 1; }
-    checkpoint_path = argv[1];
-    if (checkpoint_path[0] == '-') die("the first argument must be the model checkpoint, got '%s' (see -h)", checkpoint_path);
+typedef struct {
+    const char *checkpoint_path, *tokenizer_path, *prompt, *mode, *system_prompt;
+    float temperature, topp;
+    int steps;
+    unsigned long long rng_seed;
+} Options;
+
+// The flags, validated; -h prints the usage and exits 0, no arguments print it and exit 1.
+static Options parse_args(int argc, char *argv[]) {
+    Options o = {NULL, "tokenizer.bin", NULL, "generate", NULL, 1.0f, 0.9f, 256, 0};
+    for (int i = 1; i < argc; i++) if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { usage(stdout); exit(0); }
+    if (argc < 2) { usage(stderr); exit(1); }
+    o.checkpoint_path = argv[1];
+    if (o.checkpoint_path[0] == '-') die("the first argument must be the model checkpoint, got '%s' (see -h)", o.checkpoint_path);
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
         if (flag[0] != '-' || strlen(flag) != 2) die("unexpected argument '%s' (flags are -t -p -s -n -i -z -m -y -h)", flag);
@@ -1228,47 +1233,54 @@ static int llama2_main(int argc, char *argv[]) {
         if (i + 1 >= argc) die("flag %s needs a value", flag);
         const char *val = argv[i + 1];
         switch (flag[1]) {
-            case 't': temperature = (float)parse_number(flag, val, 0, 1e30, "0 or a number in [1e-30, 1e30]"); break;
-            case 'p': topp = (float)parse_number(flag, val, 0, 1, "0 or a number in [1e-30, 1]"); break;
+            case 't': o.temperature = (float)parse_number(flag, val, 0, 1e30, "0 or a number in [1e-30, 1e30]"); break;
+            case 'p': o.topp = (float)parse_number(flag, val, 0, 1, "0 or a number in [1e-30, 1]"); break;
             // like the original's atoi: a negative seed wraps around
-            case 's': rng_seed = parse_integer(flag, val, INT_MIN, ULLONG_MAX); break;
-            case 'n': steps = (int)parse_integer(flag, val, 0, INT_MAX); break;
-            case 'i': prompt = val; break;
-            case 'z': tokenizer_path = val; break;
-            case 'm': mode = val; break;
-            case 'y': system_prompt = val; break;
+            case 's': o.rng_seed = parse_integer(flag, val, INT_MIN, ULLONG_MAX); break;
+            case 'n': o.steps = (int)parse_integer(flag, val, 0, INT_MAX); break;
+            case 'i': o.prompt = val; break;
+            case 'z': o.tokenizer_path = val; break;
+            case 'm': o.mode = val; break;
+            case 'y': o.system_prompt = val; break;
         }
     }
-    if (strcmp(mode, "generate") != 0 && strcmp(mode, "chat") != 0 && strcmp(mode, "tokenize") != 0)
-        die("unknown mode '%s' (expected generate, chat or tokenize)", mode);
-    if (rng_seed == 0) rng_seed = (unsigned int)time(NULL);
+    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0)
+        die("unknown mode '%s' (expected generate, chat or tokenize)", o.mode);
+    if (o.rng_seed == 0) o.rng_seed = (unsigned int)time(NULL);
+    return o;
+}
 
-    Transformer *transformer = build_transformer(checkpoint_path);
+// -m tokenize: the ids of BOS + text on stdout, the encoding time on stderr
+static void tokenize(const Tokenizer *tok, const char *text) {
+    int *tokens = xcalloc(strlen(text) + 3, sizeof(int), "the prompt");
+    double t0 = time_in_s();
+    int n = encode(tok, text, 1, 0, tokens);
+    double ms = (time_in_s() - t0) * 1000;
+    for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
+    printf("\n");
+    check_stdout();
+    fprintf(stderr, "encoded %zu bytes into %d tokens in %.3f ms\n", strlen(text), n, ms);
+    free(tokens);
+}
+
+static int llama2_main(int argc, char *argv[]) {
+#if defined _WIN32
+    argv = utf8_argv(&argc);
+#endif
+    Options o = parse_args(argc, argv);
+    Transformer *transformer = build_transformer(o.checkpoint_path);
     const Config *c = transformer_config(transformer);
-    if (steps == 0 || steps > c->seq_len) steps = c->seq_len;
+    if (o.steps == 0 || o.steps > c->seq_len) o.steps = c->seq_len;
     Tokenizer tokenizer;
-    build_tokenizer(&tokenizer, tokenizer_path, c->vocab_size);
+    build_tokenizer(&tokenizer, o.tokenizer_path, c->vocab_size);
     Sampler sampler;
-    build_sampler(&sampler, c->vocab_size, temperature, topp, rng_seed);
+    build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.rng_seed);
     const char *dump = getenv("LLAMA2_LOGITS");
     if (dump && dump[0] && !(logits_dump = fopen(dump, "wb"))) die("cannot write LLAMA2_LOGITS file %s", dump);
 
-    if (strcmp(mode, "tokenize") == 0) {
-        const char *text = prompt ? prompt : "";
-        int *tokens = xcalloc(strlen(text) + 3, sizeof(int), "the prompt");
-        double t0 = time_in_s();
-        int n = encode(&tokenizer, text, 1, 0, tokens);
-        double ms = (time_in_s() - t0) * 1000;
-        for (int i = 0; i < n; i++) printf(i ? " %d" : "%d", tokens[i]);
-        printf("\n");
-        check_stdout();
-        fprintf(stderr, "encoded %zu bytes into %d tokens in %.3f ms\n", strlen(text), n, ms);
-        free(tokens);
-    } else if (strcmp(mode, "generate") == 0) {
-        generate(transformer, &tokenizer, &sampler, prompt ? prompt : "", steps);
-    } else {
-        chat(transformer, &tokenizer, &sampler, prompt, system_prompt, steps);
-    }
+    if (strcmp(o.mode, "tokenize") == 0) tokenize(&tokenizer, o.prompt ? o.prompt : "");
+    else if (strcmp(o.mode, "generate") == 0) generate(transformer, &tokenizer, &sampler, o.prompt ? o.prompt : "", o.steps);
+    else chat(transformer, &tokenizer, &sampler, o.prompt, o.system_prompt, o.steps);
     check_stdout();
     if (logits_dump) fclose(logits_dump);
     free_sampler(&sampler);

@@ -12,7 +12,8 @@ a folder of your own .jsonl / .json / .txt / .md files. Layout under data_root:
     TinyStories_all_data/*.jsonl   raw shards (field story_zh), the first one is the validation split
     tok{N}.model, tok{N}.vocab     the sentencepiece vocabulary
     tok{N}/*.bin                   pretokenized shards: uint16, each story [BOS] + tokens + [EOS]
-train.py streams batches with BatchStream (or Task.iter_batches, as the original).
+train.py streams batches with BatchStream (the original's Task.iter_batches, with its state saved in
+the checkpoint so a resumed run continues the data where it stopped).
 """
 
 import collections
@@ -664,17 +665,6 @@ class BatchStream:
             self.shard_pos = self.chunk_pos = 0
         elif self.chunk_pos >= len(self._windows(int(self._shard_order()[self.shard_pos]))):
             raise ValueError("the stream state does not fit these shards (were they rewritten?)")
-
-
-class Task:
-
-    @staticmethod
-    def iter_batches(batch_size, device, num_workers=0, **dataset_kwargs):
-        """As the original: an endless generator of (x, y) batches. num_workers is accepted for
-        compatibility; the stream reads memory-mapped shards in this process."""
-        stream = BatchStream(batch_size=batch_size, **dataset_kwargs)
-        while True:
-            yield stream.next_batch(device)
 
 
 # -----------------------------------------------------------------------------

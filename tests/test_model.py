@@ -22,6 +22,7 @@ def tiny(**kw):
 
 def test_published_configs_shapes_and_param_counts():
     V = 5000
+    counts = {}
     for name, c in CONFIGS.items():
         with torch.device("meta"):  # shapes only: no memory, no init cost
             m = Transformer(ModelArgs(dim=c["dim"], n_layers=c["n_layers"], n_heads=c["n_heads"],
@@ -34,13 +35,9 @@ def test_published_configs_shapes_and_param_counts():
         assert m.layers[0].attention.wk.weight.shape == (d, d)
         assert m.freqs_cos.shape == (c["max_seq_len"], d // c["n_heads"] // 2)
         assert shares_classifier(m)
-        n = sum(p.numel() for p in m.parameters())  # the tied classifier counts once
-        assert n == V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d, name
-    # the same numbers written out, as a reader would quote them
-    counts = {}
-    for name, c in CONFIGS.items():
-        d, L, h = c["dim"], c["n_layers"], c["hidden"]
-        counts[name] = V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d
+        counts[name] = sum(p.numel() for p in m.parameters())  # the tied classifier counts once
+        assert counts[name] == V * d + L * (4 * d * d + 3 * d * h + 2 * d) + d, name
+    # the built models' counts, written out as a reader would quote them
     assert counts == {"15M": 7_415_712, "42M": 27_865_600, "110M": 88_793_856}
 
 

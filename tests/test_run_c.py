@@ -12,6 +12,7 @@ import sentencepiece as spm
 import torch
 
 from conftest import need_tool
+from export import load_model_bin
 from cbuild import (BOS, EOS, REPO, binary, build, expected_text, export, random_model, read_logits,
                     run_c, torch_greedy, torch_logits)
 
@@ -368,12 +369,23 @@ def test_bad_command_lines(small_model, sp_tok_bin, tmp_path):
     assert r.returncode == 0 and b"-m <string>" in r.stdout
 
 
-def test_chat_mode(sp_tok_bin, small_model):
+def test_chat_mode(sp, sp_tok_bin, small_model):
+    steps = 100
     r = run_c(binary("run"), small_model, sp_tok_bin, "-m", "chat", "-y", "你是一个故事大王", "-i", "讲个故事",
-              "-n", 30, "-t", 0, stdin=b"")
+              "-n", steps, "-t", 0, stdin=b"")
     assert r.returncode == 0, r.stderr.decode()
-    assert r.stdout.startswith("Assistant: ".encode())
-    r.stdout.decode("utf-8")  # valid UTF-8
+    # the reply is model.py's greedy continuation of the Llama-2 chat template, up to EOS or -n positions
+    prompt = [BOS] + sp.encode("[INST] <<SYS>>\n你是一个故事大王\n<</SYS>>\n\n讲个故事 [/INST]")
+    model = load_model_bin(str(small_model))
+    with torch.no_grad():
+        seq = model.generate(torch.tensor([prompt]), steps - len(prompt) + 1, temperature=0.0)[0].tolist()
+    reply = seq[len(prompt):]
+    ended = EOS in reply
+    reply = reply[:reply.index(EOS)] if ended else reply
+    assert len(reply) >= 10
+    text = expected_text(sp, prompt + reply)[len(expected_text(sp, prompt)):]
+    # after EOS it is the user's turn: stdin is empty, so the chat ends
+    assert r.stdout.decode("utf-8") == "Assistant: " + text + ("\nUser: \n" if ended else "\n")
 
 
 def test_make_win64_compiles(tmp_path):

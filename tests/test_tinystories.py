@@ -17,7 +17,7 @@ import pytest
 import sentencepiece as spm
 import torch
 
-from tinystories import BatchStream, Task, generate_stories
+from tinystories import BatchStream, generate_stories
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SCRIPT = os.path.join(ROOT, "tinystories.py")
@@ -477,7 +477,7 @@ def test_bad_inputs_one_line_errors(tmp_path, sp_model):
 
 
 # -----------------------------------------------------------------------------
-# BatchStream / Task
+# BatchStream
 
 @pytest.fixture(scope="module")
 def bin_root(tmp_path_factory):
@@ -531,7 +531,7 @@ def test_batchstream_windows_seeds_and_ranks(bin_root):
     assert all(any(np.array_equal(s0[i * 32:i * 32 + 32], r) for i in range(15)) for r in v.numpy())
 
 
-def test_batchstream_errors_and_task(bin_root, tmp_path):
+def test_batchstream_errors(bin_root, tmp_path):
     with pytest.raises(FileNotFoundError, match="pretokenize"):
         stream(str(tmp_path))
     with pytest.raises(ValueError, match="vocab_source"):
@@ -541,10 +541,6 @@ def test_batchstream_errors_and_task(bin_root, tmp_path):
         for i in range(2):
             np.full(100, 9, dtype=np.uint16).tofile(tmp_path / "tok8" / f"s{i}.bin")
         BatchStream("train", 2, 8, 8, "custom", data_root=str(tmp_path)).next_batch("cpu")
-    it = Task.iter_batches(batch_size=2, device="cpu", split="val", max_seq_len=16, vocab_size=64,
-                           vocab_source="custom", data_root=bin_root)
-    x, y = next(it)
-    assert x.shape == (2, 16)
 
 
 def test_deep_json_and_special_files_in_the_input(tmp_path, sp_model, zh_stories):

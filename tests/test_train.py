@@ -147,7 +147,7 @@ def test_kill_during_checkpoint_save_keeps_previous_checkpoint(tmp_path, data_ro
             p.wait()
     # the half-written temp file is garbage, and the previous checkpoint is intact
     (tmp,) = temps()
-    with pytest.raises(Exception):
+    with pytest.raises(RuntimeError, match="PytorchStreamReader failed reading zip archive"):
         load_ckpt(tmp)
     ck = load_ckpt(ckpt)
     n = ck["iter_num"]
