@@ -1,22 +1,18 @@
 """Tests for tokenizer.py: encode/decode against sentencepiece itself, the .bin export read back
-field by field as FORMATS.md describes it, and bpe.c's fast encoder token for token against
-sentencepiece (several normalizer settings; the models it must refuse)."""
+field by field as FORMATS.md describes it, and run.c's encoder following the normalizer settings
+of the .bin trailer. bpe.c's fast encoder has its own tests/test_bpe.py."""
 
-import io
 import struct
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import sentencepiece as spm
 
-import tinystories
 import tokenizer
-from tokenizer import Tokenizer, fast_encoder
+from conftest import TEXTS, TRICKY, random_texts, small_sp_model as train
+from tokenizer import Tokenizer
 
-TEXTS = ["从前，有一个小女孩叫莉莉。", "莉莉说：“你好！” Hello  world 123 4567", "😀 龘 𠀀 é",
-         "  两个空格  和结尾空格 ", "a\nb\tc", ""]
 
 
 def test_encode_decode_match_sentencepiece(sp_model, zh_stories):
@@ -97,128 +93,6 @@ def test_cli_bad_input(tmp_path, repo_root):
         assert len(r.stderr.strip().splitlines()) == 1 and r.stderr.startswith("error:"), r.stderr
         if arg == str(tmp_path):
             assert "is a folder" in r.stderr  # not "not found"
-
-
-# -----------------------------------------------------------------------------
-# bpe.c (tokenizer.fast_encoder)
-
-TRICKY = TEXTS + ["  前后都有空格  ", "a  b   c", " ", "   ", "\t\n", "x", "<s>你好</s><unk>", "<0x41><0xE4>",
-                  "\u2581从前", "从前\u2581\u2581", "\u2581", " \u2581 ", "a \u2581 b  \u2581", "\u2581 \u2581x", "Hello, World! 12345 3.14", "１２３ＡＢＣ", "\u3000全角空格\u3000",
-                  "日本語のテキスト", "한국어 문장", "🙂👍🏽 🇨🇳", "e\u0301 ﬁ", "\u2028行分隔\u2029", "ab\x00cd", "\x7f\x01",
-                  "从前" * 400, "。。。！！！？？？……", "“你好，”他说。‘好’", "\n\n从前，\n有一只小狗。\n", "z" * 3000]
-
-
-def random_texts(n, seed=0):
-    """Short strings over an alphabet that stresses the normalizer and the merges: spaces and typed
-    "▁", common and rare Chinese, ASCII, digits, emoji, newlines."""
-    rng = np.random.default_rng(seed)
-    alphabet = list(" \u2581\u2581  \n\t，。！“”从前有一只小狗叫豆豆他们玩得很开心龘𠀀abcTom 0123🙂é")
-    return ["".join(rng.choice(alphabet, rng.integers(0, 40))) for _ in range(n)]
-
-
-def sp_ids(sp, texts):
-    return [t for s in texts for t in [sp.bos_id()] + sp.encode(s) + [sp.eos_id()]]
-
-
-def train(tmp_path, texts, name, vocab_size=400, **kw):
-    """A small sentencepiece model with our settings (tinystories.train_sp_model), or others given in kw."""
-    return tinystories.train_sp_model(texts, str(tmp_path / name), vocab_size, num_threads=1, quiet=True, **kw)
-
-
-def test_fast_encoder_equals_sentencepiece(sp_model, zh_stories, libbpe):
-    enc, why = fast_encoder(sp_model)
-    assert enc is not None, why
-    sp = spm.SentencePieceProcessor(model_file=sp_model)
-    texts = TRICKY + zh_stories + random_texts(3000)
-    assert enc.encode_docs(texts).tolist() == sp_ids(sp, texts)
-    for s in TRICKY:  # one at a time too, and without BOS/EOS
-        assert enc.encode_docs([s], bos=False, eos=False).tolist() == sp.encode(s), repr(s)
-    assert enc.encode_docs([]).tolist() == []
-    spec = tokenizer.read_model_spec(sp_model)  # the hand-read proto agrees with what we trained
-    assert (spec["model_type"], spec["normalizer_name"], spec["remove_extra_whitespaces"]) == (2, "identity", 0)
-    assert [p["piece"] for p in spec["pieces"]] == [sp.id_to_piece(i) for i in range(sp.vocab_size())]
-
-
-def test_fast_encoder_other_normalizer_flags(tmp_path, zh_stories, libbpe):
-    """The original llama2.c's vocabularies keep remove_extra_whitespaces on; others drop the dummy prefix."""
-    mixed = [s + " Tom and  Lily  went to the park. " + str(i) for i, s in enumerate(zh_stories[:600])]
-    for name, kw in [("orig", dict(remove_extra_whitespaces=True)),
-                     ("noprefix", dict(add_dummy_prefix=False)),
-                     ("both", dict(add_dummy_prefix=False, remove_extra_whitespaces=True, vocab_size=700))]:
-        model = train(tmp_path, mixed, name, **kw)
-        enc, why = fast_encoder(model)
-        assert enc is not None, why
-        sp = spm.SentencePieceProcessor(model_file=model)
-        texts = TRICKY + mixed[:200] + random_texts(2000, seed=1)
-        assert enc.encode_docs(texts).tolist() == sp_ids(sp, texts), name
-
-
-def test_fast_encoder_refuses_what_it_does_not_implement(tmp_path, zh_stories, sp_model, monkeypatch, libbpe):
-    texts = zh_stories[:400]
-    cases = [("unigram", dict(model_type="unigram"), "not a BPE"),
-             ("nfkc", dict(normalization_rule_name="nmt_nfkc"), "normalization"),
-             ("userdef", dict(user_defined_symbols=["小狗"]), "user-defined"),
-             ("nobytes", dict(byte_fallback=False), "byte")]
-    for name, kw, reason in cases:
-        enc, why = fast_encoder(train(tmp_path, texts, name, **kw))
-        assert enc is None and reason in why, (name, why)
-    monkeypatch.setattr(tokenizer, "LIBBPE", str(tmp_path / "missing.so"))
-    enc, why = fast_encoder(sp_model)
-    assert enc is None and "make bpe" in why
-
-
-def test_fast_pretokenize_safety_net(tmp_path, zh_stories, sp_model, libbpe, capsys):
-    """If bpe.c ever disagreed with sentencepiece, the shard is made by sentencepiece instead: here the
-    fast encoder of one vocabulary is checked against a processor of another, so they must disagree."""
-    enc, _ = fast_encoder(sp_model)
-    other = train(tmp_path, zh_stories[500:900], "other", vocab_size=450)
-    good = tinystories.encode_shard_fast(enc, zh_stories[:300], threads=2)
-    assert good.tolist() == sp_ids(enc.sp, zh_stories[:300])  # split over two threads: same tokens
-    enc.sp = spm.SentencePieceProcessor(model_file=other)
-    arr = tinystories.encode_shard_fast(enc, zh_stories[:300], threads=1, name="x.jsonl")
-    assert arr.tolist() == sp_ids(enc.sp, zh_stories[:300])
-    assert "disagree on story 0 of x.jsonl" in capsys.readouterr().err
-
-
-SANITIZED_RUN = """
-import sys
-sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-import sentencepiece as spm
-import tokenizer
-tokenizer.LIBBPE = sys.argv[2]
-from test_tokenizer import TRICKY, random_texts, sp_ids
-for model in sys.argv[3:]:
-    enc, why = tokenizer.fast_encoder(model)
-    sp = spm.SentencePieceProcessor(model_file=model)
-    texts = TRICKY + random_texts(3000, seed=7)
-    assert enc.encode_docs(texts).tolist() == sp_ids(sp, texts), model
-    for t in TRICKY:
-        enc.encode_docs([t], bos=False, eos=False)
-print("clean")
-"""
-
-
-def test_bpe_c_under_sanitizers(tmp_path, sp_model, zh_stories, repo_root):
-    """libbpe.so built with ASan/UBSan, loaded into Python with the runtimes preloaded: no report."""
-    import os
-    cc = os.environ.get("CC", "gcc")
-    lib = tmp_path / "libbpe.so"
-    try:
-        subprocess.run([cc, "-O1", "-g", "-fsanitize=address,undefined", "-fno-sanitize-recover=all",
-                        "-fno-omit-frame-pointer", "-shared", "-fPIC", "-o", str(lib), str(repo_root / "bpe.c")],
-                       check=True, capture_output=True)
-        runtimes = [subprocess.run([cc, f"-print-file-name={n}"], capture_output=True, text=True).stdout.strip()
-                    for n in ("libasan.so", "libubsan.so")]
-    except (OSError, subprocess.CalledProcessError) as e:
-        pytest.skip(f"compiler without sanitizers: {e}")
-    if not all(os.path.isabs(r) for r in runtimes):
-        pytest.skip("sanitizer runtimes not found")
-    other = train(tmp_path, zh_stories[:600] + [" Tom  and Lily "] * 20, "ws", remove_extra_whitespaces=True,
-                  add_dummy_prefix=False)
-    env = dict(os.environ, LD_PRELOAD=":".join(runtimes), ASAN_OPTIONS="detect_leaks=0")
-    r = subprocess.run([sys.executable, "-c", SANITIZED_RUN, str(repo_root), str(lib), sp_model, other],
-                       capture_output=True, text=True, env=env, timeout=300)
-    assert r.returncode == 0 and "clean" in r.stdout, r.stderr[-3000:]
 
 
 # -----------------------------------------------------------------------------

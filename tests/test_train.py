@@ -1,4 +1,4 @@
-"""Tests for train.py (+ configurator.py): real runs on tiny models and tiny pretokenized shards,
+"""Tests for train.py: real runs on tiny models and tiny pretokenized shards,
 single process and DDP through torchrun (gloo on the CPU): learning, checkpoints, exact resume,
 kill -9 during a save, gradient averaging across ranks, 2 "nodes" on 127.0.0.1, bad input."""
 
@@ -95,14 +95,9 @@ def test_single_process_learns_and_saves(tmp_path, data_root):
     m = load_model_bin(str(out / "model.bin"))  # v0 export of the same weights
     for k, v in m.state_dict().items():
         assert torch.equal(v, ck["model"][k]), k
-    # the loss-curve command: a PNG with matplotlib, else one clear line saying it is missing
-    r = subprocess.run([sys.executable, os.path.join(ROOT, "plot_metrics.py"), str(out)], capture_output=True, text=True)
-    try:
-        import matplotlib  # noqa: F401
-        assert r.returncode == 0 and (out / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    except ImportError:
-        assert r.returncode == 1 and r.stderr.strip() == \
-            "error: plotting needs matplotlib, which is not installed (pip install matplotlib)"
+    # plot_metrics.py reads every point train.py logged
+    from plot_metrics import read_metrics
+    assert [len(x) for x in read_metrics(str(out / "metrics.jsonl"))] == [len(train_points), len(evals)]
 
 
 def test_resume_is_exact(tmp_path, data_root):
@@ -237,26 +232,6 @@ def test_resume_with_another_max_seq_len_and_shards_of_another_vocab(tmp_path, d
         np.full(100, VOCAB + 5, dtype=np.uint16).tofile(bad / f"tok{VOCAB}" / f"s{i}.bin")
     err = one_line_error(train(tmp_path / "out2", str(bad)))
     assert f"token id {VOCAB + 5}" in err
-
-
-def test_configurator_rejects_a_config_file_that_is_not_utf8(tmp_path, capsys):
-    from configurator import configure
-    cfg = tmp_path / "cfg.py"
-    cfg.write_bytes(b"batch_size = 4\n# \xff\xfe\n")
-    with pytest.raises(SystemExit) as e:
-        configure({"batch_size": 1}, [str(cfg)], verbose=False)
-    assert e.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("error:") and "UTF-8" in err and "\n" not in err
-
-
-def test_plot_metrics_skips_lines_it_cannot_plot(tmp_path):
-    from plot_metrics import read_metrics
-    path = tmp_path / "metrics.jsonl"
-    path.write_bytes(b'\xff\xfe\n"loss"\n[1]\n{"loss": 2.0}\n{"iter": "x", "loss": 1}\n'
-                     b'{"iter": 1, "loss": 2.5}\n{"iter": 2, "train_loss": 2.0, "val_loss": 2.1}\n{"iter": 3, "lo')
-    train_points, evals = read_metrics(str(path))
-    assert [p["iter"] for p in train_points] == [1] and [p["iter"] for p in evals] == [2]
 
 
 def free_port():
