@@ -12,24 +12,16 @@ import pytest
 import torch
 
 from export import load_checkpoint, load_model_bin, model_export, quantize_q80, read_bin_header
-from model import ModelArgs, Transformer, shares_classifier, untie_classifier
+from cbuild import random_model
+from model import shares_classifier
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 ARGS = dict(dim=64, n_layers=2, n_heads=4, n_kv_heads=2, vocab_size=97, multiple_of=32, max_seq_len=40)
 
 
-def make_model(shared=True, seed=0):
-    torch.manual_seed(seed)
-    m = Transformer(ModelArgs(**ARGS))
-    with torch.no_grad():  # non-trivial norms so a swapped tensor would show
-        for p in m.parameters():
-            if p.dim() == 1:
-                p.uniform_(0.5, 1.5)
-    if not shared:
-        untie_classifier(m)
-        with torch.no_grad():
-            m.output.weight.mul_(-2.0)
-    return m.eval()
+def make_model(shared=True, seed=0, vocab_size=ARGS["vocab_size"]):
+    """A random model of ARGS; unshared, the classifier differs from the embedding, so a swapped tensor would show."""
+    return random_model(vocab_size, seed, n_kv_heads=ARGS["n_kv_heads"], shared=shared, max_seq_len=ARGS["max_seq_len"])
 
 
 def ints(b, off, n):
@@ -106,7 +98,7 @@ def test_round_trip_v0_v1_v2(tmp_path, shared):
         if version < 2:
             assert torch.equal(out, ref)
         else:
-            assert (out - ref).abs().max() < 0.05
+                assert (out - ref).abs().max() < 0.03 * ref.abs().max()  # Q8_0 weights: close, not equal
     if not shared:
         b = (tmp_path / "m0.bin").read_bytes()
         assert ints(b, 0, 7)[5] == -97  # v0 marks an unshared classifier with a negative vocab_size
@@ -263,13 +255,7 @@ GGUF_NAMES = {"attention_norm": "attn_norm", "attention.wq": "attn_q", "attentio
 
 
 def gguf_model(shared, seed=0):
-    torch.manual_seed(seed)
-    m = Transformer(ModelArgs(**{**ARGS, "vocab_size": 512}))  # the conftest vocabulary's size
-    if not shared:
-        untie_classifier(m)
-        with torch.no_grad():
-            m.output.weight.mul_(-2.0)
-    return m.eval()
+    return make_model(shared, seed, vocab_size=512)  # the conftest vocabulary's size
 
 
 def expected_tensors(m):
