@@ -29,6 +29,12 @@ def die(msg, status=1, prefix=""):
     sys.exit(status)
 
 
+def interrupted(msg="interrupted", prefix=""):
+    """Ctrl-C: one line saying what was kept or lost, and status 130, as a shell reports SIGINT."""
+    print(f"{prefix}{msg}", file=sys.stderr, flush=True)
+    sys.exit(130)
+
+
 def arg_parser(description, prefix=""):
     """An argparse parser whose errors (a bad or missing flag) are one line and exit status 1,
     instead of argparse's usage block and status 2."""

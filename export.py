@@ -22,14 +22,13 @@ import json
 import os
 import pickle
 import struct
-import sys
 import warnings
 
 import numpy as np
 import torch
 
-from errors import arg_parser, die, first_line
-from fileio import write_atomic  # noqa: F401  (export.write_atomic, as before)
+from errors import arg_parser, die, first_line, interrupted
+from fileio import write_atomic
 from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
 from tokenizer import load_vocab
 
@@ -520,8 +519,7 @@ def main(argv=None):
     except (ValueError, OSError) as e:
         die(e)
     except KeyboardInterrupt:
-        print("interrupted; nothing was written", file=sys.stderr)
-        sys.exit(130)
+        interrupted("interrupted; nothing was written")
     print(f"wrote {args.filepath} (version {version}{', ' + args.gguf_type if version == 'gguf' else ''})")
 
 

@@ -34,7 +34,7 @@ from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
 
 import numpy as np
 
-from errors import UserError, arg_parser, die, first_line
+from errors import UserError, arg_parser, die, first_line, interrupted
 from fileio import write_atomic
 from storygen import generate_stories
 
@@ -702,8 +702,7 @@ def main(argv=None):
     except (UserError, OSError) as e:
         die(e)
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        sys.exit(130)
+        interrupted()
 
 
 if __name__ == "__main__":

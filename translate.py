@@ -661,5 +661,4 @@ if __name__ == "__main__":
     except OSError as e:  # the output folder cannot be written (permissions, full disk, a folder in a file's place)
         die(f"{e.strerror}: {e.filename}" if e.filename else str(e))
     except KeyboardInterrupt:
-        print(f"{PREFIX}interrupted", file=sys.stderr)
-        sys.exit(130)
+        errors.interrupted(prefix=PREFIX)

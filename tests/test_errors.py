@@ -1,8 +1,9 @@
-"""Tests for errors.py: the first line of an exception, and the one-line exits of die and arg_parser."""
+"""Tests for errors.py: the first line of an exception, and the one-line exits of die, interrupted and
+arg_parser."""
 
 import pytest
 
-from errors import UserError, arg_parser, die, first_line
+from errors import UserError, arg_parser, die, first_line, interrupted
 
 
 def test_first_line():
@@ -21,6 +22,12 @@ def test_die_is_one_line_with_its_status(capsys):
     with pytest.raises(SystemExit) as e:
         die("bad setting", status=2, prefix="tool.py: ")
     assert e.value.code == 2 and capsys.readouterr().err == "tool.py: error: bad setting\n"
+
+
+def test_interrupted_exits_130(capsys):
+    with pytest.raises(SystemExit) as e:
+        interrupted("interrupted; nothing was written")
+    assert e.value.code == 130 and capsys.readouterr().err == "interrupted; nothing was written\n"
 
 
 def test_arg_parser_errors_are_one_line(capsys):
