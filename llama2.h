@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <stdint.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <string.h>
 #include <math.h>
@@ -250,14 +251,17 @@ static void check_file_size(const char *path, const Header *h, size_t size) {
 // ----------------------------------------------------------------------------
 // the Transformer API that run.c and runq.c implement
 
+// Each runner's struct Transformer begins with its Config (they check it with TRANSFORMER_CONFIG_FIRST).
 typedef struct Transformer Transformer;
 static Transformer *build_transformer(const char *checkpoint_path);
 static void free_transformer(Transformer *t);
-static const Config *transformer_config(const Transformer *t);
+static const Config *transformer_config(const Transformer *t) { return (const Config *)(const void *)t; }
+#define TRANSFORMER_CONFIG_FIRST \
+    _Static_assert(offsetof(Transformer, config) == 0, "struct Transformer must begin with its Config")
 // Runs tokens[0..n) at positions pos..pos+n-1 (filling the KV cache) and returns the logits
 // after the last one. n is at most prefill_block().
 static float *forward(Transformer *t, const int *tokens, int n, int pos);
-static int prefill_block(const Transformer *t);
+static int prefill_block(const Transformer *t); // PREFILL_BLOCK in both runners
 
 // ----------------------------------------------------------------------------
 // tokenizer: byte-pair encoding exactly as sentencepiece does it
@@ -692,14 +696,27 @@ static int sample(Sampler *s, float *logits, int pos) {
 }
 
 // ----------------------------------------------------------------------------
-// fp32 kernels both runners use: the only code here that knows about SIMD. The AVX2+FMA path
-// is compiled when the target has it (make run: -march=native); -DLLAMA2_SCALAR or a plain
-// build (make runportable) gives the portable path, and the tests compare the two.
+// fp32 kernels both runners use. Each kernel opens with its portable loop, the reference; the
+// SIMD code below it is compiled for the target the compiler was given (make run: -march=native)
+// and tested against that loop. -DLLAMA2_SCALAR (or make runportable) keeps only the loops.
+//   x86-64 AVX2+FMA: 8 floats a vector; AVX-512 (F/BW/VL): the matmul tiles 16 floats a vector
+//   aarch64 NEON: 4 floats a vector in the matmul tiles and dot(); the rest runs the loops
+//   WebAssembly SIMD128 (make web): 4 floats a vector, no FMA
+// The matmul tiles (run.c, runq.c) are written once over the few vector operations defined
+// here per ISA: vf (a vector of VF floats), vf_zero, vf_load, vf_fma (a*b+c, one rounding), vf_sum.
 
-#if defined(__AVX2__) && defined(__FMA__) && !defined(LLAMA2_SCALAR)
+#if !defined(LLAMA2_SCALAR) && defined(__AVX2__) && defined(__FMA__)
 #include <immintrin.h>
 #define USE_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define USE_AVX512 1
+#endif
+#elif !defined(LLAMA2_SCALAR) && defined(__aarch64__) && defined(__ARM_NEON)
+#include <arm_neon.h>
+#define USE_NEON 1
+#endif
 
+#ifdef USE_AVX2
 static inline float hsum8(__m256 acc) {
     __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
     s = _mm_add_ps(s, _mm_movehl_ps(s, s));
@@ -720,6 +737,42 @@ static inline float hsum4(v128_t acc) {
 }
 #endif
 
+// --- x86-64 AVX-512
+#if defined(USE_AVX512)
+typedef __m512 vf;
+#define VF 16
+#define vf_zero() _mm512_setzero_ps()
+#define vf_load(p) _mm512_loadu_ps(p)
+#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+static inline float vf_sum(__m512 v) {
+    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+// --- x86-64 AVX2+FMA
+#elif defined(USE_AVX2)
+typedef __m256 vf;
+#define VF 8
+#define vf_zero() _mm256_setzero_ps()
+#define vf_load(p) _mm256_loadu_ps(p)
+#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vf_sum(v) hsum8(v)
+// --- aarch64 NEON
+#elif defined(USE_NEON)
+typedef float32x4_t vf;
+#define VF 4
+#define vf_zero() vdupq_n_f32(0.0f)
+#define vf_load(p) vld1q_f32(p)
+#define vf_fma(a, b, c) vfmaq_f32(c, a, b)
+#define vf_sum(v) vaddvq_f32(v)
+// --- WebAssembly SIMD128 (no FMA: a multiply and an add)
+#elif defined(USE_WASM_SIMD)
+typedef v128_t vf;
+#define VF 4
+#define vf_zero() wasm_f32x4_splat(0.0f)
+#define vf_load(p) wasm_v128_load(p)
+#define vf_fma(a, b, c) wasm_f32x4_add(c, wasm_f32x4_mul(a, b))
+#define vf_sum(v) hsum4(v)
+#endif
+
 // With one thread the kernels skip OpenMP: even a team of one costs about 0.3 us a parallel
 // region, and a small model's token runs ~50 of them. (An `if (use_threads())` clause on the
 // pragma still enters the runtime: measured 8% slower on zh-15M, so the loops are written twice.)
@@ -734,14 +787,10 @@ static int use_threads(void) {
 static float dot(const float *a, const float *b, int n) {
     float val = 0.0f;
     int j = 0;
-#ifdef USE_AVX2
-    __m256 acc = _mm256_setzero_ps();
-    for (; j + 8 <= n; j += 8) acc = _mm256_fmadd_ps(_mm256_loadu_ps(a + j), _mm256_loadu_ps(b + j), acc);
-    val = hsum8(acc);
-#elif defined(USE_WASM_SIMD)
-    v128_t acc = wasm_f32x4_splat(0.0f);
-    for (; j + 4 <= n; j += 4) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_v128_load(a + j), wasm_v128_load(b + j)));
-    val = hsum4(acc);
+#ifdef VF
+    vf acc = vf_zero();
+    for (; j + VF <= n; j += VF) acc = vf_fma(vf_load(a + j), vf_load(b + j), acc);
+    val = vf_sum(acc);
 #endif
     for (; j < n; j++) val += a[j] * b[j];
     return val;
@@ -934,6 +983,7 @@ static void build_rope(const Config *p, float **cos_out, float **sin_out) {
 // the activations and KV cache of the forward pass, fp32 in both runners
 
 #define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
+static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
 
 typedef struct {
     // activations for a block of B tokens, one row per token

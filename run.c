@@ -33,6 +33,7 @@ struct Transformer {
     RunState state;
     MappedFile file;
 };
+TRANSFORMER_CONFIG_FIRST;
 
 static void memory_map_weights(TransformerWeights *w, const Config *p, const float *ptr, int version, int shared) {
     size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim;
@@ -78,70 +79,46 @@ static void free_transformer(Transformer *t) {
     free(t);
 }
 
-static const Config *transformer_config(const Transformer *t) { return &t->config; }
-static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
 
 // ----------------------------------------------------------------------------
-// kernels: the fp32 matmul, this file's only SIMD code (attention and the other
-// fp32 kernels are in llama2.h). The portable path is used when the compiler does not target
-// AVX2+FMA (make runportable, or -DLLAMA2_SCALAR); tests compare the two.
-
-#ifdef USE_AVX2
-// R rows of W times C rows of x, R*C accumulators in registers; each W load serves C tokens
-// and each x load R rows. Every output is summed in the same order whatever the tile, so a
-// token's logits do not depend on the prefill block.
-static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
-                                                              int n, int d, int i, int t, int R, int C) {
-    __m256 acc[4][2];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = _mm256_setzero_ps();
-    int j = 0;
-    for (; j + 8 <= n; j += 8) {
-        // fetch the rows of the tile 4 tiles ahead, 4 * 8 floats of it per step
-        _mm_prefetch((const char *)(w + (size_t)(i + 16) * n + 4 * j), _MM_HINT_T0);
-        _mm_prefetch((const char *)(w + (size_t)(i + 16) * n + 4 * j + 16), _MM_HINT_T0);
-        __m256 xv[2];
-        for (int c = 0; c < C; c++) xv[c] = _mm256_loadu_ps(x + (size_t)(t + c) * n + j);
-        for (int r = 0; r < R; r++) {
-            __m256 wv = _mm256_loadu_ps(w + (size_t)(i + r) * n + j);
-            for (int c = 0; c < C; c++) acc[r][c] = _mm256_fmadd_ps(wv, xv[c], acc[r][c]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        for (int c = 0; c < C; c++) {
-            float val = hsum8(acc[r][c]);
-            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
-            xout[(size_t)(t + c) * d + i + r] = val;
-        }
-    }
-}
-#elif defined(USE_WASM_SIMD)
-// The same tile in WebAssembly SIMD128: 4 rows of W times C (1 or 2) tokens, 4 floats a vector.
-static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
-                                                              int n, int d, int i, int t, int R, int C) {
-    v128_t acc[4][2];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = wasm_f32x4_splat(0.0f);
-    int j = 0;
-    for (; j + 4 <= n; j += 4) {
-        v128_t xv[2];
-        for (int c = 0; c < C; c++) xv[c] = wasm_v128_load(x + (size_t)(t + c) * n + j);
-        for (int r = 0; r < R; r++) {
-            v128_t wv = wasm_v128_load(w + (size_t)(i + r) * n + j);
-            for (int c = 0; c < C; c++) acc[r][c] = wasm_f32x4_add(acc[r][c], wasm_f32x4_mul(wv, xv[c]));
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        for (int c = 0; c < C; c++) {
-            float val = hsum4(acc[r][c]);
-            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
-            xout[(size_t)(t + c) * d + i + r] = val;
-        }
-    }
-}
-#endif
+// kernels: the fp32 matmul, this file's only SIMD code (attention and the other fp32 kernels
+// are in llama2.h, with the vector operations vf_* of each ISA the tile below is written in).
 
 // Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
-static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-#if defined(USE_AVX2) || defined(USE_WASM_SIMD)
+static inline void matmul_rows_scalar(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+    for (int r = i; r < d && r < i + 4; r++)
+        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot(w + (size_t)r * n, x + (size_t)t * n, n);
+}
+
+#ifdef VF
+// R rows of W times C rows of x, R*C vector accumulators in registers; each W load serves C
+// tokens and each x load R rows. Every output is summed in the same order whatever the tile, so
+// a token's logits do not depend on the prefill block or the thread count.
+static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
+                                                              int n, int d, int i, int t, int R, int C) {
+    vf acc[4][2];
+    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vf_zero();
+    int j = 0;
+    for (; j + VF <= n; j += VF) {
+        // fetch the rows of the tile 4 tiles ahead, 4 * VF floats of it per step (64-byte lines)
+        for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + 16) * n + 4 * j + f);
+        vf xv[2];
+        for (int c = 0; c < C; c++) xv[c] = vf_load(x + (size_t)(t + c) * n + j);
+        for (int r = 0; r < R; r++) {
+            vf wv = vf_load(w + (size_t)(i + r) * n + j);
+            for (int c = 0; c < C; c++) acc[r][c] = vf_fma(wv, xv[c], acc[r][c]);
+        }
+    }
+    for (int r = 0; r < R; r++) {
+        for (int c = 0; c < C; c++) {
+            float val = vf_sum(acc[r][c]);
+            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
+            xout[(size_t)(t + c) * d + i + r] = val;
+        }
+    }
+}
+
+static void matmul_rows_simd(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
     int t = 0;
     if (i + 4 <= d) {
         for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
@@ -150,9 +127,14 @@ static void matmul_rows(float *xout, const float *x, const float *w, int T, int 
         for (int r = i; r < d; r++)
             for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
     }
+}
+#endif
+
+static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+#ifdef VF
+    matmul_rows_simd(xout, x, w, T, n, d, i);
 #else
-    for (int r = i; r < d && r < i + 4; r++)
-        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot(w + (size_t)r * n, x + (size_t)t * n, n);
+    matmul_rows_scalar(xout, x, w, T, n, d, i);
 #endif
 }
 

@@ -44,6 +44,7 @@ struct Transformer {
     float *xs;         // (B, max(dim, hidden_dim) / group_size) their scales
     MappedFile file;
 };
+TRANSFORMER_CONFIG_FIRST;
 
 // The scale of row r, group g among ngroups: the file stores each row's scales in turn; at
 // load they are regrouped by 4 rows (the matmul's tile), group by group, so one load gives a
@@ -134,13 +135,12 @@ static void free_transformer(Transformer *t) {
     free(t);
 }
 
-static const Config *transformer_config(const Transformer *t) { return &t->config; }
-static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
 
 // ----------------------------------------------------------------------------
 // kernels: activation quantization and the int8 matmul, this file's only SIMD code (attention
-// and the other fp32 kernels are in llama2.h). The portable path is used when the compiler
-// does not target AVX2+FMA (make runportable, or -DLLAMA2_SCALAR); tests compare the two.
+// and the other fp32 kernels are in llama2.h). The portable loops come first and are the
+// reference; the SIMD tiles after them are compiled for the target's ISA (llama2.h picks it;
+// -DLLAMA2_SCALAR or make runportable keeps only the loops) and tested against them.
 
 // Quantizes T rows of n floats per group of gs: scale = max|x| / 127, q = round(x / scale).
 static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) {
@@ -181,7 +181,36 @@ static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) 
     }
 }
 
-#ifdef USE_AVX2
+// One output of the portable path: int32 sums per group, scaled and summed in float.
+static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const float *xs, int n, int gs) {
+    float val = 0.0f;
+    for (int j = 0, g = 0; j < n; j += gs, g++) {
+        int32_t ival = 0;
+        for (int k = 0; k < gs; k++) ival += (int32_t)xq[j + k] * (int32_t)wq[j + k];
+        val += (float)ival * ws[4 * g] * xs[g]; // a row's scales are 4 floats apart (scale_at)
+    }
+    return val;
+}
+
+// Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
+static void matmul_rows_scalar(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n,
+                               int d, int gs, int i) {
+    for (int r = i; r < d && r < i + 4; r++)
+        for (int t = 0; t < T; t++)
+            xout[(size_t)t * d + r] = dot_q8(w->q + (size_t)r * n, w->s + scale_at(r, 0, n / gs),
+                                             xq + (size_t)t * n, xs + (size_t)t * n / gs, n, gs);
+}
+
+// The SIMD tiles below: 4 rows i..i+3 of W (R < 4 for the last rows of W) times C tokens (1 or
+// 2) of x. A group's int32 sums of the 4 rows are gathered into one vector, converted, scaled by
+// the group's 4 row scales at once (one load: see scale_at) and accumulated in float, so the
+// work per group is shared by 4 rows. Every output is summed in the same order whatever the
+// tile, so a token's logits do not depend on the prefill block or the thread count.
+
+// --- x86-64: AVX2, with VNNI (AVX-512 VNNI or AVX-VNNI) and 512-bit vectors when the CPU has them
+#if defined(USE_AVX2)
+#define Q8_STEP 32 // bytes of a row per step: group sizes must be a multiple
+
 // 32 int8 products w . x summed into 8 int32 lanes. maddubs wants one unsigned operand, so x's
 // signs move onto the weights: |x| * (w * sign(x)) == w * x, and xa = |x| serves every row.
 // Returns acc + those sums. With VNNI one instruction adds each 4 products into acc; without,
@@ -198,11 +227,20 @@ static inline __m256i dot32_i8(__m256i acc, const int8_t *w, __m256i x, __m256i 
 #endif
 }
 
-// 4 rows i..i+3 of W (R < 4 for the last rows of W) times C tokens (1 or 2) of x. Per group and
-// token, the rows' int32 sums are added pairwise into one vector (row r's halves in lanes r and
-// r+4), converted, scaled by the group's 4 row scales at once, and accumulated in float: the
-// work per group is shared by 4 rows. Every output is summed in the same order whatever the
-// tile, so a token's logits do not depend on the prefill block.
+#if defined(USE_AVX512) && defined(__AVX512VNNI__)
+// The same for two rows at once, w0 in lanes 0..7 and w1 in lanes 8..15 of one 512-bit vector
+// (x and xa hold the 32 activations twice): half the instructions, the same integers. AVX-512
+// has no sign_epi8, so the weights are negated under the mask of x's negative bytes.
+static inline __m512i dot32x2_i8(__m512i acc, const int8_t *w0, const int8_t *w1, __m512i x, __m512i xa) {
+    __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w0)),
+                                   _mm256_loadu_si256((const __m256i *)w1), 1);
+    w = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(x), _mm512_setzero_si512(), w);
+    return _mm512_dpbusd_epi32(acc, xa, w);
+}
+#endif
+
+// Per group and token the 4 rows' 8-lane sums are added pairwise into one vector (row r's
+// halves in lanes r and r+4), which the end of the tile adds up.
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
                                                               const QuantizedTensor *w, int n, int d, int gs,
                                                               int i, int t, int R, int C) {
@@ -216,11 +254,23 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
             const int8_t *x = xq + (size_t)(t + c) * n;
             __m256i sum[4];
             for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
-            for (int k = j; k < j + gs; k += 32) {
-                if (c == 0) { // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
-                    _mm_prefetch((const char *)(wi + 16 * (size_t)n + 4 * k), _MM_HINT_T0);
-                    _mm_prefetch((const char *)(wi + 16 * (size_t)n + 4 * k + 64), _MM_HINT_T0);
+#if defined(USE_AVX512) && defined(__AVX512VNNI__)
+            if (R == 4) { // rows 0 and 1 in one vector, 2 and 3 in another
+                __m512i s01 = _mm512_setzero_si512(), s23 = _mm512_setzero_si512();
+                for (int k = j; k < j + gs; k += 32) {
+                    if (c == 0) __builtin_prefetch(wi + 16 * (size_t)n + 4 * k), __builtin_prefetch(wi + 16 * (size_t)n + 4 * k + 64);
+                    __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + k)));
+                    __m512i xa = _mm512_abs_epi8(xv);
+                    s01 = dot32x2_i8(s01, wi + k, wi + n + k, xv, xa);
+                    s23 = dot32x2_i8(s23, wi + 2 * (size_t)n + k, wi + 3 * (size_t)n + k, xv, xa);
                 }
+                sum[0] = _mm512_castsi512_si256(s01); sum[1] = _mm512_extracti64x4_epi64(s01, 1);
+                sum[2] = _mm512_castsi512_si256(s23); sum[3] = _mm512_extracti64x4_epi64(s23, 1);
+            } else
+#endif
+            for (int k = j; k < j + gs; k += 32) {
+                // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
+                if (c == 0) __builtin_prefetch(wi + 16 * (size_t)n + 4 * k), __builtin_prefetch(wi + 16 * (size_t)n + 4 * k + 64);
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
                 for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
             }
@@ -235,19 +285,56 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
         for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
     }
 }
-#endif
 
-// One output of the portable path: int32 sums per group, scaled and summed in float.
-static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const float *xs, int n, int gs) {
-    float val = 0.0f;
-    for (int j = 0, g = 0; j < n; j += gs, g++) {
-        int32_t ival = 0;
-        for (int k = 0; k < gs; k++) ival += (int32_t)xq[j + k] * (int32_t)wq[j + k];
-        val += (float)ival * ws[4 * g] * xs[g]; // a row's scales are 4 floats apart (scale_at)
-    }
-    return val;
+// --- aarch64 NEON, with the dot-product extension (sdot) when the target has it
+#elif defined(USE_NEON)
+#define Q8_STEP 16
+
+// 16 int8 products w . x summed into 4 int32 lanes: acc + those sums. sdot adds each 4 products
+// into a lane; without it, widening multiplies to int16 (|2 products| <= 2*127*127 fits) and a
+// pairwise widening add: the same integers.
+static inline int32x4_t dot16_i8(int32x4_t acc, const int8_t *w, int8x16_t x) {
+    int8x16_t wv = vld1q_s8(w);
+#ifdef __ARM_FEATURE_DOTPROD
+    return vdotq_s32(acc, wv, x);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(wv), vget_low_s8(x));
+    return vpadalq_s16(acc, vmlal_high_s8(p, wv, x));
+#endif
 }
 
+static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
+                                                              const QuantizedTensor *w, int n, int d, int gs,
+                                                              int i, int t, int R, int C) {
+    const int8_t *wi = w->q + (size_t)i * n;
+    const float *wsi = w->s + scale_at(i, 0, n / gs);
+    float32x4_t acc[2];
+    for (int c = 0; c < C; c++) acc[c] = vdupq_n_f32(0.0f);
+    for (int j = 0, g = 0; j < n; j += gs, g++) {
+        float32x4_t wscale = vld1q_f32(wsi + 4 * g); // rows i..i+3
+        for (int c = 0; c < C; c++) {
+            const int8_t *x = xq + (size_t)(t + c) * n;
+            int32x4_t sum[4];
+            for (int r = 0; r < 4; r++) sum[r] = vdupq_n_s32(0);
+            for (int k = j; k < j + gs; k += 16) {
+                if (c == 0) __builtin_prefetch(wi + 16 * (size_t)n + 4 * k); // 4 tiles ahead, 64 bytes a step
+                int8x16_t xv = vld1q_s8(x + k);
+                for (int r = 0; r < R; r++) sum[r] = dot16_i8(sum[r], wi + (size_t)r * n + k, xv);
+            }
+            int32x4_t rows = vpaddq_s32(vpaddq_s32(sum[0], sum[1]), vpaddq_s32(sum[2], sum[3])); // row r in lane r
+            float32x4_t scale = vmulq_n_f32(wscale, xs[(size_t)(t + c) * (n / gs) + g]);
+            acc[c] = vfmaq_f32(acc[c], vcvtq_f32_s32(rows), scale);
+        }
+    }
+    for (int c = 0; c < C; c++) {
+        float out[4];
+        vst1q_f32(out, acc[c]);
+        for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
+    }
+}
+#endif
+
+// --- WebAssembly SIMD128 (make web)
 #ifdef USE_WASM_SIMD
 // 16 int8 products w . x summed into 4 int32 lanes (products of int8 fit an int16 exactly)
 static inline v128_t dot16_i8(v128_t acc, v128_t w, v128_t x) {
@@ -293,11 +380,12 @@ static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, 
 }
 #endif
 
-// Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
+
+// --- dispatch: the SIMD tiles when the target has them and the group size fits
 static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d,
                         int gs, int i) {
-#ifdef USE_AVX2
-    if (gs % 32 == 0) {
+#ifdef Q8_STEP
+    if (gs % Q8_STEP == 0) {
         int t = 0;
         if (i + 4 > d) {
             for (; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, d - i, 1);
@@ -318,10 +406,7 @@ static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const Qu
         return;
     }
 #endif
-    for (int r = i; r < d && r < i + 4; r++)
-        for (int t = 0; t < T; t++)
-            xout[(size_t)t * d + r] = dot_q8(w->q + (size_t)r * n, w->s + scale_at(r, 0, n / gs),
-                                             xq + (size_t)t * n, xs + (size_t)t * n / gs, n, gs);
+    matmul_rows_scalar(xout, xq, xs, w, T, n, d, gs, i);
 }
 
 // xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows

@@ -3,6 +3,7 @@ the ./run and ./runq binaries, extra builds (scalar, sanitizers) into a tmp dir,
 written with export.py, and what the runners should print, computed in Python."""
 
 import os
+import random
 import subprocess
 import sys
 import unicodedata
@@ -28,10 +29,10 @@ def binary(name):
     return str(path)
 
 
-def build(out_dir, source, name, flags):
-    """Compile run.c or runq.c with extra flags into out_dir; returns the binary's path."""
+def build(out_dir, source, name, flags, cc=None):
+    """Compile run.c or runq.c with extra flags into out_dir (with cc, or $CC); returns the binary's path."""
     out = Path(out_dir) / name
-    cc = os.environ.get("CC", "cc")
+    cc = cc or os.environ.get("CC", "cc")
     # the Makefile's floating-point contract (no implicit FMA contraction) for every build
     subprocess.run([cc, "-ffp-contract=off", *flags, "-I", str(REPO), "-o", str(out), str(REPO / source), "-lm"],
                    check=True, capture_output=True)
@@ -39,12 +40,22 @@ def build(out_dir, source, name, flags):
 
 
 def run_c(exe, model, tok, *args, env=None, timeout=120, stdin=None):
-    """Runs a runner; returns the CompletedProcess with bytes stdout/stderr. One thread: the
-    test machine is shared."""
+    """Runs a runner (a path, or a command list such as [qemu, path]); returns the CompletedProcess
+    with bytes stdout/stderr. One thread: the test machine is shared."""
     e = dict(os.environ, OMP_NUM_THREADS="1")
     e.update(env or {})
-    return subprocess.run([exe, str(model), "-z", str(tok), *map(str, args)], capture_output=True,
+    cmd = list(exe) if isinstance(exe, (list, tuple)) else [exe]
+    return subprocess.run([*cmd, str(model), "-z", str(tok), *map(str, args)], capture_output=True,
                           timeout=timeout, env=e, input=stdin if stdin is not None else b"")
+
+
+def greedy_run(exe, model_path, tok, prompt, steps, tmp_path, env=None, vocab=512):
+    """Runs exe greedily with the logits dump; returns (stdout text, dumped records). vocab: the
+    model's (512: the conftest sentencepiece model)."""
+    dump = tmp_path / f"logits_{random.random()}.bin"
+    r = run_c(exe, model_path, tok, "-t", 0, "-n", steps, "-i", prompt, env=dict(env or {}, LLAMA2_LOGITS=str(dump)))
+    assert r.returncode == 0, r.stderr.decode()
+    return r.stdout.decode("utf-8"), read_logits(dump, vocab)
 
 
 def random_model(vocab_size, seed, dim=64, n_layers=2, n_heads=4, n_kv_heads=None, shared=True,

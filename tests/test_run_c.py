@@ -13,8 +13,8 @@ import torch
 
 from conftest import need_tool
 from export import load_model_bin
-from cbuild import (BOS, EOS, REPO, binary, build, expected_text, export, random_model, read_logits,
-                    run_c, torch_greedy, torch_logits)
+from cbuild import (BOS, EOS, REPO, binary, build, expected_text, export, greedy_run, random_model,
+                    read_logits, run_c, torch_greedy, torch_logits)
 
 VOCAB = 512  # the conftest sentencepiece model
 
@@ -24,14 +24,6 @@ def sp(sp_model):
     p = spm.SentencePieceProcessor(model_file=sp_model)
     assert p.vocab_size() == VOCAB
     return p
-
-
-def greedy_run(exe, model_path, tok, prompt, steps, tmp_path, env=None):
-    """Runs exe greedily with the logits dump; returns (stdout text, dumped records)."""
-    dump = tmp_path / f"logits_{random.random()}.bin"
-    r = run_c(exe, model_path, tok, "-t", 0, "-n", steps, "-i", prompt, env=dict(env or {}, LLAMA2_LOGITS=str(dump)))
-    assert r.returncode == 0, r.stderr.decode()
-    return r.stdout.decode("utf-8"), read_logits(dump, VOCAB)
 
 
 def check_parity(model, model_path, exe, sp, tok, prompt, steps, tmp_path, atol):
@@ -280,51 +272,6 @@ def test_scalar_kernels_match_simd(version, scalar_bins, sp_tok_bin, trained, tm
     b, rb = greedy_run(scalar_bins[name], path, sp_tok_bin, "从前", 40, tmp_path)
     assert a == b
     np.testing.assert_allclose(ra["logits"], rb["logits"], atol=1e-3, rtol=0)
-
-
-def prompt_with(sp, stories, n_tokens):
-    """A piece of the stories that encodes to n_tokens tokens, BOS included."""
-    text = "".join(stories[:20])
-    for start in range(200):
-        for end in range(start, start + 80):
-            if 1 + len(sp.encode(text[start:end])) == n_tokens:
-                return text[start:end]
-    raise AssertionError(f"no piece of {n_tokens} tokens")
-
-
-KERNEL_SHAPES = {
-    # group size 32 (the unrolled int8 path); heads of 24 floats (3 blocks of 8)
-    "gs32": dict(dim=96, n_heads=4, n_kv_heads=2, hidden_dim=160, group_size=32),
-    # heads of 6 floats (the attention kernels' scalar rest) and kv_dim 6 (a partial tile of rows)
-    "gs32-odd": dict(dim=96, n_heads=16, n_kv_heads=1, hidden_dim=160, group_size=32),
-    # group size 64 (two 32-byte blocks per group)
-    "gs64": dict(dim=128, n_heads=8, n_kv_heads=4, hidden_dim=192, group_size=64),
-}
-
-
-@pytest.mark.parametrize("shape", list(KERNEL_SHAPES))
-def test_kernel_tiles(shape, scalar_bins, sp, sp_tok_bin, zh_stories, tmp_path):
-    """Every tile of the SIMD kernels: prompts of 1, 2, 3 and 33 tokens (blocks of 2 and 1
-    tokens, and more than one block) on odd shapes. The SIMD path matches the portable one, and
-    neither the prefill block nor the thread count changes a single bit."""
-    from export import version2_export
-    cfg = dict(KERNEL_SHAPES[shape])
-    gs = cfg.pop("group_size")
-    model = random_model(VOCAB, seed=13, shared=False, max_seq_len=48, **cfg)
-    paths = {"run": export(model, tmp_path / "k0.bin", 0), "runq": tmp_path / "k2.bin"}
-    version2_export(model, str(paths["runq"]), group_size=gs)
-    for n_tokens in (1, 2, 3, 33):
-        prompt = prompt_with(sp, zh_stories, n_tokens)
-        for name, path in paths.items():
-            a, ra = greedy_run(binary(name), path, sp_tok_bin, prompt, 48, tmp_path)
-            b, rb = greedy_run(scalar_bins[name], path, sp_tok_bin, prompt, 48, tmp_path)
-            assert a == b, (name, n_tokens)
-            # runq: an activation on a rounding boundary may quantize the other way, so only close
-            atol = 1e-3 if name == "run" else 0.02 * np.abs(rb["logits"]).max()
-            np.testing.assert_allclose(ra["logits"], rb["logits"], atol=atol, rtol=0)
-            for env in ({"LLAMA2_PREFILL_BLOCK": "1"}, {"OMP_NUM_THREADS": "2"}):
-                c, rc = greedy_run(binary(name), path, sp_tok_bin, prompt, 48, tmp_path, env=env)
-                assert c == a and np.array_equal(rc["logits"], ra["logits"]), (name, n_tokens, env)
 
 
 def test_bad_command_lines(small_model, sp_tok_bin, tmp_path):
