@@ -343,3 +343,16 @@ def test_make_win64_compiles(tmp_path):
     assert r.returncode == 0, r.stderr.decode()
     for exe in ("run.exe", "runq.exe"):
         assert (tmp_path / exe).read_bytes()[:2] == b"MZ"
+
+
+def test_make_targets_build_the_fast_kernels():
+    """llama2.c's target names (runfast, runomp, rungnu, runompgnu) build what `make run` builds
+    (-march=native: the SIMD kernels), and nothing is built -Ofast/-ffast-math, under which the
+    compiler may drop the isnan() checks on bad input."""
+    targets = ["run", "runfast", "runomp", "rungnu", "runompgnu", "win64"]
+    r = subprocess.run(["make", "-n", "-B", "-C", str(REPO), *targets], capture_output=True, text=True, check=True)
+    lines = [l for l in r.stdout.splitlines() if " -o run" in l]
+    assert len(lines) == 2 * len(targets)
+    for line in lines:
+        assert "-Ofast" not in line and "fast-math" not in line and "-O3" in line, line
+        assert ("-march=x86-64-v3" if "mingw" in line else "-march=") in line, line
