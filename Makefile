@@ -81,6 +81,11 @@ fuzz: venv
 bench: venv
 	$(PY) bench/bench_run.py
 
+# the same models in llama.cpp (built once from the llama-cpp-python sdist into bench/out/)
+.PHONY: bench-llamacpp
+bench-llamacpp: venv
+	$(PY) bench/bench_llamacpp.py
+
 # --- the browser playground -------------------------------------------------
 # `make web` builds web/, a static folder any file host can serve: the page (web.html), its
 # worker (web_worker.js), run.c and runq.c compiled to WebAssembly around web.c's entry points

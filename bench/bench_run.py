@@ -4,6 +4,10 @@ Builds with `make run`, writes the models with export.py (v0 for run, v2 for run
 bench/out/, and prints a markdown table: generation tok/s (-t 0 -n 256, median of 5 runs) with
 1 and 2 OpenMP threads, prefill tok/s for a 200-token prompt (blocks vs token by token), and
 the time to encode a 20,000-character Chinese prompt.
+A generated token reads every weight once, so its speed is bounded by the host's streaming-read
+bandwidth: bench/memread.c measures it in the same run (1 and 2 threads, a buffer the size of
+the largest model), and each generation column is followed by its share of that limit,
+tok/s * model bytes / bandwidth (over 100%: the model fits in the caches).
 
     python3 bench/bench_run.py            # or: make bench
     python3 bench/bench_run.py --runs=3 --models=zh-15M
@@ -60,12 +64,36 @@ def make_models(name):
     return paths
 
 
-def run(cmd, threads, env=None):
+def run(cmd, threads, env=None, stream="stderr"):
     e = dict(os.environ, OMP_NUM_THREADS=str(threads), **(env or {}))
     r = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, env=e)
     if r.returncode != 0:
         sys.exit(f"error: {' '.join(map(str, cmd))} failed: {r.stderr.strip()}")
-    return r.stderr
+    return getattr(r, stream)
+
+
+def cpu_name():
+    """lscpu's model name and the widest kernels this CPU runs (model names like "Intel Xeon
+    Processor" in VMs do not say)."""
+    try:
+        name = re.search(r"Model name:\s*(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout).group(1)
+    except (OSError, AttributeError):
+        name = "unknown"
+    try:
+        flags = set(re.search(r"^flags\s*:(.*)$", Path("/proc/cpuinfo").read_text(), re.M).group(1).split())
+    except (OSError, AttributeError):
+        return name
+    isa = ["AVX2" * ("avx2" in flags), "AVX-512" * ("avx512f" in flags), "VNNI" * bool({"avx512_vnni", "avx_vnni"} & flags)]
+    return f"{name} [{' '.join(i for i in isa if i)}]"
+
+
+def read_bandwidth(nbytes, threads):
+    """GB/s of bench/memread.c streaming nbytes with that many threads (best of 10 passes)."""
+    exe = OUT / "memread"
+    if not exe.exists():
+        subprocess.run(["cc", "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(REPO / "bench" / "memread.c")],
+                       check=True)
+    return float(run([exe, nbytes, 10], threads, stream="stdout").split()[0])
 
 
 def median_of(n, f):
@@ -101,19 +129,20 @@ def main():
     ids = sp.encode(text[:1000])
     prompt200 = sp.decode(ids[:199])  # with BOS: about 200 tokens
 
-    cpu = "unknown"
-    try:
-        cpu = re.search(r"Model name:\s*(.+)", subprocess.run(["lscpu"], capture_output=True, text=True).stdout).group(1)
-    except (OSError, AttributeError):
-        pass
-    print(f"CPU: {cpu} ({os.cpu_count()} logical CPUs), {platform.system()}; median of {args.runs} runs")
+    print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs), {platform.system()}; median of {args.runs} runs")
+    models = {name: make_models(name) for name in args.models.split(",")}
+    biggest = max(p.stat().st_size for paths in models.values() for p in paths.values())
+    bw = {t: read_bandwidth(biggest, t) for t in (1, 2)}
+    print(f"streaming-read bandwidth ({biggest / 1e6:.0f} MB buffer): {bw[1]:.1f} GB/s with 1 thread, "
+          f"{bw[2]:.1f} GB/s with 2 threads")
     print()
-    print("| model | runner | tok/s 1 thread | tok/s 2 threads | prefill tok/s (block) | prefill tok/s (token by token) |")
-    print("|---|---|---|---|---|---|")
-    for name in args.models.split(","):
-        paths = make_models(name)
+    print("| model | runner | tok/s 1 thread | % of read limit | tok/s 2 threads | % of read limit "
+          "| prefill tok/s (block) | prefill tok/s (token by token) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for name, paths in models.items():
         for runner, exe, v in runners:
             base = [exe, paths[v], "-z", tok, "-t", 0]
+            nbytes = paths[v].stat().st_size  # what one generated token reads
 
             def gen(threads):
                 err = run(base + ["-n", 256, "-i", ""], threads)
@@ -124,9 +153,11 @@ def main():
                 err = run(base + ["-n", 202, "-i", prompt200], 1, env)
                 return float(re.search(r"prompt: \d+ tokens, ([0-9.]+) tok/s", err).group(1))
 
-            row = [median_of(args.runs, lambda: gen(1)), median_of(args.runs, lambda: gen(2)),
-                   median_of(args.runs, lambda: prefill(0)), median_of(args.runs, lambda: prefill(1))]
-            print(f"| {name} | {runner} | " + " | ".join(f"{x:.0f}" for x in row) + " |", flush=True)
+            g1, g2 = median_of(args.runs, lambda: gen(1)), median_of(args.runs, lambda: gen(2))
+            pct = lambda toks, t: f"{100 * toks * nbytes / (bw[t] * 1e9):.0f}%"
+            row = [f"{g1:.0f}", pct(g1, 1), f"{g2:.0f}", pct(g2, 2),
+                   f"{median_of(args.runs, lambda: prefill(0)):.0f}", f"{median_of(args.runs, lambda: prefill(1)):.0f}"]
+            print(f"| {name} | {runner} | " + " | ".join(row) + " |", flush=True)
     paths = make_models(args.models.split(",")[0])
     err = run([exe_dir / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)
     ms = median_of(args.runs, lambda: float(re.search(r"in ([0-9.]+) ms", run(
