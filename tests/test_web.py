@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cbuild import build, export, random_model, run_c
+from cbuild import build, export, greedy_run, random_model, run_c
 from conftest import need_tool
-from test_run_c import KERNEL_SHAPES, greedy_run, prompt_with
+from test_kernels import KERNEL_SHAPES, prompt_with
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_MODEL, DEMO_TOK = REPO / "demo" / "stories_demo.bin", REPO / "demo" / "tok_demo.bin"
