@@ -82,6 +82,11 @@ bench: venv
 	$(PY) bench/bench_run.py
 
 # the same models in llama.cpp (built once from the llama-cpp-python sdist into bench/out/)
+# the GPU check (bench/gpu_check.sh): one table, <= 8 min on a GPU machine
+.PHONY: gpu-check
+gpu-check:
+	bash bench/gpu_check.sh
+
 .PHONY: bench-llamacpp
 bench-llamacpp: venv
 	$(PY) bench/bench_llamacpp.py
