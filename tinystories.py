@@ -170,23 +170,25 @@ def hub_download(repo_id, filename, local_dir, repo_type=None):
 
 
 def download_url(url, path, sha256=None):
-    """--data_url: one plain HTTP file (any host) through huggingface_hub's http_get, written aside
-    and renamed, checked against --sha256 when given."""
+    """--data_url: one plain HTTP file (any host) through huggingface_hub's http_get, written with
+    fileio.write_atomic (the old file stays until the new one is whole), checked against --sha256
+    when given."""
     import httpx2
     from huggingface_hub.file_download import http_get
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    tmp = path + ".incomplete"
-    try:
+
+    def fetch(tmp):
         with open(tmp, "wb") as f:
             http_get(url, f, displayed_filename=os.path.basename(path))
         if sha256:
             _check_sha256(tmp, sha256, url)
-        os.replace(tmp, path)
+
+    try:
+        write_atomic(fetch, path)
+    except ValueError as e:  # the output is a folder or a special file
+        raise UserError(str(e)) from None
     except (OSError, httpx2.HTTPError) as e:
         raise (e if isinstance(e, UserError) else _download_error(e, url)) from None
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
 
 
