@@ -92,14 +92,50 @@ static void check_stdout(void) {
     if (failed || ferror(stdout)) die("cannot write the output (%s)", failed && errno ? strerror(errno) : "disk full or pipe closed?");
 }
 
-// A read-only view of a whole file: mmap on POSIX, MapViewOfFile on Windows.
+// A read-only view of a whole file: mmap on POSIX, MapViewOfFile on Windows; on Linux a copy in
+// memory backed by 2 MB pages (see load_huge_pages).
 typedef struct {
     unsigned char *data;
     size_t size;
+    size_t mapped; // bytes to munmap at data (POSIX)
 #if defined _WIN32
     HANDLE file, mapping;
 #endif
 } MappedFile;
+
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+// A generated token reads every weight once, so a model larger than the caches streams from memory
+// and every 4 KB page of a plain file mapping costs a TLB miss: copying the file into anonymous
+// memory backed by transparent huge pages (2 MB) made zh-110M 10-13% faster (run and runq, one
+// thread, Ice Lake Xeon). Returns NULL where that is not possible (THP off, LLAMA2_MMAP=1, no
+// memory), and the caller maps the file as before.
+static unsigned char *load_huge_pages(int fd, const char *path, size_t size, size_t *mapped) {
+    const char *env = getenv("LLAMA2_MMAP");
+    if (env && strcmp(env, "1") == 0) return NULL;
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char mode[128] = "";
+    if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
+    if (!strstr(mode, "[always]") && !strstr(mode, "[madvise]")) return NULL;
+    size_t huge = (size_t)2 << 20, len = (size + huge - 1) / huge * huge;
+    unsigned char *base = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    unsigned char *p = base + (huge - (uintptr_t)base % huge) % huge; // the first 2 MB boundary
+    if (p > base) munmap(base, (size_t)(p - base));
+    if (p + len < base + len + huge) munmap(p + len, (size_t)(base + len + huge - (p + len)));
+    madvise(p, len, MADV_HUGEPAGE);
+    for (size_t done = 0; done < size;) {
+        size_t chunk = size - done < ((size_t)1 << 30) ? size - done : ((size_t)1 << 30);
+        ssize_t r = read(fd, p + done, chunk);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) die("cannot read model file %s: %s", path, strerror(errno));
+        if (r == 0) die("model file %s got shorter while it was read", path);
+        done += (size_t)r;
+    }
+    mprotect(p, len, PROT_READ); // read-only, like the mapping
+    *mapped = len;
+    return p;
+}
+#endif
 
 static void map_file(MappedFile *m, const char *path) {
 #if defined _WIN32
@@ -119,10 +155,15 @@ static void map_file(MappedFile *m, const char *path) {
     int fd = open_regular(path, "model file", &st);
     m->size = (size_t)st.st_size;
     if (m->size == 0) die("model file %s is empty", path);
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    m->data = load_huge_pages(fd, path, m->size, &m->mapped);
+    if (m->data) { close(fd); return; }
+#endif
     void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
     close(fd);  // the mapping stays valid
     if (p == MAP_FAILED) die("cannot mmap model file %s: %s", path, strerror(errno));
     m->data = (unsigned char *)p;
+    m->mapped = m->size;
 #endif
 }
 
@@ -133,7 +174,7 @@ static void unmap_file(MappedFile *m) {
     CloseHandle(m->mapping);
     CloseHandle(m->file);
 #else
-    munmap(m->data, m->size);
+    munmap(m->data, m->mapped);
 #endif
     m->data = NULL;
 }

@@ -4,10 +4,12 @@ Builds with `make run`, writes the models with export.py (v0 for run, v2 for run
 bench/out/, and prints a markdown table: generation tok/s (-t 0 -n 256, median of 5 runs) with
 1 and 2 OpenMP threads, prefill tok/s for a 200-token prompt (blocks vs token by token), and
 the time to encode a 20,000-character Chinese prompt.
-A generated token reads every weight once, so its speed is bounded by the host's streaming-read
-bandwidth: bench/memread.c measures it in the same run (1 and 2 threads, a buffer the size of
-the largest model), and each generation column is followed by its share of that limit,
-tok/s * model bytes / bandwidth (over 100%: the model fits in the caches).
+A generated token reads every weight once and the KV cache up to its position, so its speed is
+bounded by the host's streaming-read bandwidth: bench/memread.c measures it in the same run (1 and
+2 threads, a buffer the size of the largest model, 2 MB pages like the runners' weights), and each
+generation column is followed by its share of that limit, tok/s * bytes per token / bandwidth,
+where bytes per token = the model file + the KV cache a token reads on average over the 256
+generated positions (over 100%: the model fits in the caches).
 
     python3 bench/bench_run.py            # or: make bench
     python3 bench/bench_run.py --runs=3 --models=zh-15M
@@ -90,10 +92,17 @@ def cpu_name():
 def read_bandwidth(nbytes, threads):
     """GB/s of bench/memread.c streaming nbytes with that many threads (best of 10 passes)."""
     exe = OUT / "memread"
-    if not exe.exists():
-        subprocess.run(["cc", "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(REPO / "bench" / "memread.c")],
-                       check=True)
+    # rebuilt every run (it is cheap), so an edited memread.c is always the one measured
+    subprocess.run(["cc", "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(REPO / "bench" / "memread.c")],
+                   check=True)
     return float(run([exe, nbytes, 10], threads, stream="stdout").split()[0])
+
+
+def kv_bytes(shape, steps):
+    """Mean bytes of fp32 KV cache a token reads over positions 0..steps-1 (keys and values of
+    every earlier position and its own, in every layer)."""
+    kv_dim = shape["dim"] * shape["n_kv_heads"] // shape["n_heads"]
+    return 2 * 4 * kv_dim * shape["n_layers"] * (steps + 1) / 2
 
 
 def median_of(n, f):
@@ -142,7 +151,7 @@ def main():
     for name, paths in models.items():
         for runner, exe, v in runners:
             base = [exe, paths[v], "-z", tok, "-t", 0]
-            nbytes = paths[v].stat().st_size  # what one generated token reads
+            nbytes = paths[v].stat().st_size + kv_bytes(SHAPES[name], 256)  # what one generated token reads
 
             def gen(threads):
                 err = run(base + ["-n", 256, "-i", ""], threads)

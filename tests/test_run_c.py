@@ -1,10 +1,12 @@
 """Tests of the C runners ./run and ./runq against PyTorch (model.py), sentencepiece and the
 original runner's sampler. Run: .venv/bin/python -m pytest -q tests/test_run_c.py (after make run)."""
 
+import os
 import random
 import re
 import shutil
 import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -333,6 +335,48 @@ def test_chat_mode(sp, sp_tok_bin, small_model):
     text = expected_text(sp, prompt + reply)[len(expected_text(sp, prompt)):]
     # after EOS it is the user's turn: stdin is empty, so the chat ends
     assert r.stdout.decode("utf-8") == "Assistant: " + text + ("\nUser: \n" if ended else "\n")
+
+
+def loaded_weights(exe, model, tok, env):
+    """Starts a chat, waits for its first "User: " (the model is loaded), and returns the lines of
+    /proc/<pid>/maps that map the model file, and how much of its memory sits in huge pages."""
+    e = dict(os.environ, OMP_NUM_THREADS="1", **env)
+    p = subprocess.Popen([exe, str(model), "-z", str(tok), "-m", "chat", "-y", "sys"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=e)
+    try:
+        assert p.stdout.read(len(b"User: ")) == b"User: "
+        maps = [line for line in Path(f"/proc/{p.pid}/maps").read_text().splitlines() if line.endswith(str(model))]
+        rollup = Path(f"/proc/{p.pid}/smaps_rollup").read_text()
+        huge_kb = int(re.search(r"AnonHugePages:\s+(\d+) kB", rollup).group(1))
+    finally:
+        p.kill()
+        p.wait()
+    return maps, huge_kb
+
+
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="Linux only (/proc)")
+@pytest.mark.parametrize("version", [0, 2])
+def test_weights_in_huge_pages(version, sp_tok_bin, tmp_path):
+    """On Linux the weights are copied into memory backed by 2 MB pages when transparent huge
+    pages are on; LLAMA2_MMAP=1 (or THP off) maps the file. Both give the same tokens and logits."""
+    name = "run" if version == 0 else "runq"
+    model = export(random_model(VOCAB, seed=3, dim=256, n_layers=4, n_heads=4, hidden_dim=768, max_seq_len=64),
+                   tmp_path / "m.bin", version)
+    assert model.stat().st_size > 2 << 20  # more than one huge page
+    thp = Path("/sys/kernel/mm/transparent_hugepage/enabled")
+    thp_on = thp.exists() and ("[always]" in thp.read_text() or "[madvise]" in thp.read_text())
+    maps, huge_kb = loaded_weights(binary(name), model, sp_tok_bin, {})
+    if thp_on:
+        assert maps == []  # a copy, not a mapping of the file
+        print(f"{name}: {huge_kb} kB of anonymous memory in huge pages")
+    else:
+        assert maps
+    maps, _ = loaded_weights(binary(name), model, sp_tok_bin, {"LLAMA2_MMAP": "1"})
+    assert maps and all(" r--p " in line for line in maps)  # mapped, read-only
+    a, ra = greedy_run(binary(name), model, sp_tok_bin, "从前", 40, tmp_path)
+    b, rb = greedy_run(binary(name), model, sp_tok_bin, "从前", 40, tmp_path, env={"LLAMA2_MMAP": "1"})
+    assert a == b
+    assert np.array_equal(ra["logits"], rb["logits"])
 
 
 def test_make_win64_compiles(tmp_path):
