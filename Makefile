@@ -33,8 +33,8 @@ runportable: $(C_SOURCES)
 	$(CC) -O3 $(CFLAGS_FP) -o runq runq.c -lm
 
 rundebug: $(C_SOURCES)
-	$(CC) -g -O0 $(CFLAGS_FP) -Wall -Wextra -o run run.c -lm
-	$(CC) -g -O0 $(CFLAGS_FP) -Wall -Wextra -o runq runq.c -lm
+	$(CC) -g -O0 $(CFLAGS_FP) -Wall -Wextra $(OMP) -o run run.c -lm
+	$(CC) -g -O0 $(CFLAGS_FP) -Wall -Wextra $(OMP) -o runq runq.c -lm
 
 # without OpenMP
 runfast: $(C_SOURCES)

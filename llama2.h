@@ -265,16 +265,6 @@ static int is_finite_bits(float x) {
     return (u & 0x7F800000u) != 0x7F800000u;
 }
 
-// For the floats runq reads at load (norms, scales): its int8 activations would turn a NaN into
-// zeros and print nonsense, where run's fp32 NaN reaches the logits and the sampler stops.
-static void check_finite(const char *path, const unsigned char *p, size_t n, const char *what) {
-    for (size_t i = 0; i < n; i++) {
-        float x;
-        memcpy(&x, p + 4 * i, 4);
-        if (!is_finite_bits(x)) die("%s: the model has a NaN or inf %s (value %zu); a diverged training run?", path, what, i);
-    }
-}
-
 // Bytes of the tensors a header implies, for the exact file-size check.
 static void check_file_size(const char *path, const Header *h, size_t size) {
     const Config *c = &h->config;

@@ -46,6 +46,16 @@ struct Transformer {
 };
 TRANSFORMER_CONFIG_FIRST;
 
+// For the floats read at load (norms, scales): the int8 activations would turn a NaN into
+// zeros and print nonsense, where run's fp32 NaN reaches the logits and the sampler stops.
+static void check_finite(const char *path, const unsigned char *p, size_t n, const char *what) {
+    for (size_t i = 0; i < n; i++) {
+        float x;
+        memcpy(&x, p + 4 * i, 4);
+        if (!is_finite_bits(x)) die("%s: the model has a NaN or inf %s (value %zu); a diverged training run?", path, what, i);
+    }
+}
+
 // The scale of row r, group g among ngroups: the file stores each row's scales in turn; at
 // load they are regrouped by 4 rows (the matmul's tile), group by group, so one load gives a
 // group's 4 scales.
