@@ -853,6 +853,23 @@ static void attention_scores(float *att, const float *q, const float *k, size_t 
         __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
         _mm256_storeu_ps(att + j, _mm256_div_ps(s, _mm256_set1_ps(sqrt_n)));
     }
+#elif defined(USE_WASM_SIMD)
+    // 4 keys at a time sharing each load of q; each key's sum is dot()'s (lanes, then
+    // ((l0 + l1) + l2) + l3), done for the 4 keys at once after a transpose: the same bits
+    for (; n % 4 == 0 && j + 4 <= npos; j += 4) {
+        v128_t acc[4];
+        for (int p = 0; p < 4; p++) acc[p] = wasm_f32x4_splat(0.0f);
+        for (int c = 0; c < n; c += 4) {
+            v128_t qv = wasm_v128_load(q + c);
+            for (int p = 0; p < 4; p++) acc[p] = wasm_f32x4_add(acc[p], wasm_f32x4_mul(qv, wasm_v128_load(k + (j + p) * stride + c)));
+        }
+        v128_t t01lo = wasm_i32x4_shuffle(acc[0], acc[1], 0, 4, 1, 5), t01hi = wasm_i32x4_shuffle(acc[0], acc[1], 2, 6, 3, 7);
+        v128_t t23lo = wasm_i32x4_shuffle(acc[2], acc[3], 0, 4, 1, 5), t23hi = wasm_i32x4_shuffle(acc[2], acc[3], 2, 6, 3, 7);
+        v128_t l0 = wasm_i32x4_shuffle(t01lo, t23lo, 0, 1, 4, 5), l1 = wasm_i32x4_shuffle(t01lo, t23lo, 2, 3, 6, 7);
+        v128_t l2 = wasm_i32x4_shuffle(t01hi, t23hi, 0, 1, 4, 5), l3 = wasm_i32x4_shuffle(t01hi, t23hi, 2, 3, 6, 7);
+        v128_t s = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_add(l0, l1), l2), l3);
+        wasm_v128_store(att + j, wasm_f32x4_div(s, wasm_f32x4_splat(sqrt_n)));
+    }
 #endif
     for (; j < npos; j++) att[j] = dot(q, k + j * stride, n) / sqrt_n;
 }
@@ -939,6 +956,22 @@ static void mix_values(float *out, const float *att, const float *v, size_t stri
         case 1: mix_columns(out + c, att, v + c, stride, npos, 1); break;
     }
     c += (n - c) / 8 * 8;
+#elif defined(USE_WASM_SIMD)
+    // one column a lane, each summed in the loop's order with a multiply and an add: the loop's bits
+    for (; c + 16 <= n; c += 16) {
+        v128_t acc[4];
+        for (int b = 0; b < 4; b++) acc[b] = wasm_f32x4_splat(0.0f);
+        for (int j = 0; j < npos; j++) {
+            v128_t a = wasm_f32x4_splat(att[j]);
+            for (int b = 0; b < 4; b++) acc[b] = wasm_f32x4_add(acc[b], wasm_f32x4_mul(a, wasm_v128_load(v + j * stride + c + 4 * b)));
+        }
+        for (int b = 0; b < 4; b++) wasm_v128_store(out + c + 4 * b, acc[b]);
+    }
+    for (; c + 4 <= n; c += 4) {
+        v128_t acc = wasm_f32x4_splat(0.0f);
+        for (int j = 0; j < npos; j++) acc = wasm_f32x4_add(acc, wasm_f32x4_mul(wasm_f32x4_splat(att[j]), wasm_v128_load(v + j * stride + c)));
+        wasm_v128_store(out + c, acc);
+    }
 #endif
     for (; c < n; c++) {
         float val = 0.0f;

@@ -167,6 +167,14 @@ static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) 
             _mm256_storeu_ps(lanes, m);
             for (int l = 0; l < 8; l++) if (lanes[l] > wmax) wmax = lanes[l];
         }
+#elif defined(USE_WASM_SIMD)
+        if (gs % 4 == 0) { // pmax(m, v) is m < v ? v : m, so like the loop below it skips NaNs
+            v128_t m = wasm_f32x4_splat(0.0f);
+            for (; i < gs; i += 4) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(wasm_v128_load(xg + i)));
+            float lanes[4];
+            wasm_v128_store(lanes, m);
+            for (int l = 0; l < 4; l++) if (lanes[l] > wmax) wmax = lanes[l];
+        }
 #endif
         for (; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
         float scale = wmax / 127.0f;
@@ -181,6 +189,20 @@ static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) 
                 __m256i r = _mm256_cvttps_epi32(v); // |v| <= 127.5: fits
                 __m128i r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
                 _mm_storel_epi64((__m128i *)(qg + i), _mm_packs_epi16(r16, r16));
+            }
+        }
+#elif defined(USE_WASM_SIMD)
+        if (scale > 0.0f) { // 16 at a time, rounding as the AVX2 path does (roundf is a libc call here)
+            v128_t sc = wasm_f32x4_splat(scale), half = wasm_f32x4_splat(0.49999997f), sign = wasm_f32x4_splat(-0.0f);
+            for (; i + 16 <= gs; i += 16) {
+                v128_t r[4];
+                for (int b = 0; b < 4; b++) {
+                    v128_t v = wasm_f32x4_div(wasm_v128_load(xg + i + 4 * b), sc);
+                    // trunc_sat: |v| <= 127.5 fits, and a NaN becomes 0 as in the loop
+                    r[b] = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(v, wasm_v128_or(half, wasm_v128_and(v, sign))));
+                }
+                // the saturating narrows clamp to [-128, 127]; |v| <= 127.5 never reaches -128
+                wasm_v128_store(qg + i, wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(r[0], r[1]), wasm_i16x8_narrow_i32x4(r[2], r[3])));
             }
         }
 #endif
@@ -346,10 +368,12 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
 
 // --- WebAssembly SIMD128 (make web)
 #ifdef USE_WASM_SIMD
-// 16 int8 products w . x summed into 4 int32 lanes (products of int8 fit an int16 exactly)
+// 16 int8 products w . x summed into 4 int32 lanes. Values are in [-127, 127] (weights checked at
+// load, activations clamped), so a product fits an int16 and so does the sum of two (2 * 127 * 127
+// < 32767): the low and high halves' products are added as int16 before one widening add.
 static inline v128_t dot16_i8(v128_t acc, v128_t w, v128_t x) {
-    acc = wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_low_i8x16(w, x)));
-    return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(wasm_i16x8_extmul_high_i8x16(w, x)));
+    v128_t p = wasm_i16x8_add(wasm_i16x8_extmul_low_i8x16(w, x), wasm_i16x8_extmul_high_i8x16(w, x));
+    return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(p));
 }
 
 // The 4 rows' int32 sums, one row a lane: exact, so the order of the adds does not matter.
