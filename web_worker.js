@@ -13,14 +13,41 @@ let engine = null;   // {module, name, source}: the module instance and the mode
 let stopRequested = false;
 let busy = false;
 
+// Each runner's .wasm is compiled once per worker (both start compiling when the page opens) and
+// every model gets a new instance of it. Instances share the compiled code, so what V8 optimized
+// during one story stays optimized: it first runs wasm from a quick baseline compile and
+// recompiles the functions that run hot with its optimizing compiler, in the background.
+const compiled = {};
+function compileRunner(name) {
+  if (!compiled[name]) {
+    const file = `${name}.wasm`;
+    compiled[name] = WebAssembly.compileStreaming(fetch(file))
+      .catch(async () => { // a host that does not serve .wasm as application/wasm
+        const r = await fetch(file);
+        if (!r.ok) throw new Error(`cannot fetch ${file}: HTTP ${r.status}`);
+        return WebAssembly.compile(await r.arrayBuffer());
+      })
+      .catch((e) => { delete compiled[name]; throw e; }); // the next Generate tries again
+  }
+  return compiled[name];
+}
+for (const name of ["run", "runq"]) compileRunner(name).catch(() => {}); // reported when used
+
 // The module instance for a runner, its stdout read byte by byte (the printer writes whole
 // UTF-8 characters) and its stderr kept, so die()'s message can be shown.
 async function instantiate(name) {
   const bytes = [], err = [];
-  const module = await (name === "runq" ? createRunq : createRun)({
+  const wasm = await compileRunner(name);
+  let failed;
+  const failure = new Promise((resolve, reject) => { failed = reject; });
+  const module = await Promise.race([failure, (name === "runq" ? createRunq : createRun)({
+    instantiateWasm: (imports, receive) => {
+      WebAssembly.instantiate(wasm, imports).then((instance) => receive(instance, wasm), failed);
+      return {};
+    },
     preRun: [(m) => m.FS.init(null, (b) => { if (b !== null) bytes.push(b); }, (b) => { if (b !== null) err.push(b); })],
     print: () => {}, printErr: () => {},
-  });
+  })]);
   module.stdoutBytes = bytes;
   module.stderrBytes = err;
   return module;
@@ -52,8 +79,13 @@ function runnerFor(model) {
   return view.getUint32(0, true) === V1_MAGIC && view.getInt32(4, true) === 2 ? "runq" : "run";
 }
 
+// The same model again (the demo, or the same picked files: new File objects each message) keeps
+// its instance, so a second story starts at once.
+const sourceKey = (source) => source === "demo" ? source :
+  [source.model, source.tokenizer].map((f) => `${f.name}\u0000${f.size}\u0000${f.lastModified}`).join("\u0000");
+
 async function load(source) {
-  if (engine && engine.source === source) return engine.module;
+  if (engine && engine.key === sourceKey(source)) return engine.module;
   postMessage({ type: "status", text: "loading" });
   const model = await readBytes(source, "model"), tokenizer = await readBytes(source, "tokenizer");
   const name = runnerFor(model);
@@ -75,11 +107,14 @@ async function load(source) {
   // the model now lives in the module's memory (mmap copied it); drop the file copies
   module.FS.unlink(modelPath);
   module.FS.unlink(tokPath);
-  engine = { module, name, source };
+  engine = { module, name, key: sourceKey(source) };
   return module;
 }
 
-const tick = () => new Promise((resolve) => setTimeout(resolve, 0));
+// Lets queued messages (stop) through: a message to ourselves, because a worker's nested
+// setTimeout(0) waits at least 4 ms, an eighth of each 30 ms slice.
+const channel = new MessageChannel();
+const tick = () => new Promise((resolve) => { channel.port1.onmessage = resolve; channel.port2.postMessage(null); });
 
 async function generate(msg) {
   busy = true;
