@@ -6,8 +6,9 @@ bench/out/, and prints a markdown table: generation tok/s (-t 0 -n 256, median o
 the time to encode a 20,000-character Chinese prompt.
 A generated token reads every weight once and the KV cache up to its position, so its speed is
 bounded by the host's streaming-read bandwidth: bench/memread.c measures it in the same run (1 and
-2 threads, a buffer the size of the largest model, 2 MB pages like the runners' weights), and each
-generation column is followed by its share of that limit, tok/s * bytes per token / bandwidth,
+2 threads, a buffer the size of the largest model, 2 MB pages like the runners' weights) right
+before each generation run, and each generation column is followed by its share of that limit
+(the median over the runs of each run's share), tok/s * bytes per token / bandwidth,
 where bytes per token = the model file + the KV cache a token reads on average over the 256
 generated positions (over 100%: the model fits in the caches).
 
@@ -89,13 +90,17 @@ def cpu_name():
     return f"{name} [{' '.join(i for i in isa if i)}]"
 
 
-def read_bandwidth(nbytes, threads):
-    """GB/s of bench/memread.c streaming nbytes with that many threads (best of 10 passes)."""
+def build_memread():
+    """bench/memread.c, rebuilt every run (it is cheap) so an edited source is the one measured."""
     exe = OUT / "memread"
-    # rebuilt every run (it is cheap), so an edited memread.c is always the one measured
     subprocess.run(["cc", "-O3", "-march=native", "-fopenmp", "-o", str(exe), str(REPO / "bench" / "memread.c")],
                    check=True)
-    return float(run([exe, nbytes, 10], threads, stream="stdout").split()[0])
+    return exe
+
+
+def read_bandwidth(nbytes, threads):
+    """GB/s of bench/memread.c streaming nbytes with that many threads (best of 10 passes)."""
+    return float(run([OUT / "memread", nbytes, 10], threads, stream="stdout").split()[0])
 
 
 def kv_bytes(shape, steps):
@@ -141,9 +146,8 @@ def main():
     print(f"CPU: {cpu_name()} ({os.cpu_count()} logical CPUs), {platform.system()}; median of {args.runs} runs")
     models = {name: make_models(name) for name in args.models.split(",")}
     biggest = max(p.stat().st_size for paths in models.values() for p in paths.values())
-    bw = {t: read_bandwidth(biggest, t) for t in (1, 2)}
-    print(f"streaming-read bandwidth ({biggest / 1e6:.0f} MB buffer): {bw[1]:.1f} GB/s with 1 thread, "
-          f"{bw[2]:.1f} GB/s with 2 threads")
+    build_memread()
+    bw = {1: [], 2: []}  # every bandwidth sample of the run, per thread count
     print()
     print("| model | runner | tok/s 1 thread | % of read limit | tok/s 2 threads | % of read limit "
           "| prefill tok/s (block) | prefill tok/s (token by token) |")
@@ -162,9 +166,19 @@ def main():
                 err = run(base + ["-n", 202, "-i", prompt200], 1, env)
                 return float(re.search(r"prompt: \d+ tokens, ([0-9.]+) tok/s", err).group(1))
 
-            g1, g2 = median_of(args.runs, lambda: gen(1)), median_of(args.runs, lambda: gen(2))
-            pct = lambda toks, t: f"{100 * toks * nbytes / (bw[t] * 1e9):.0f}%"
-            row = [f"{g1:.0f}", pct(g1, 1), f"{g2:.0f}", pct(g2, 2),
+            def gen_share(threads):
+                """Median tok/s and median share of the limit, each run right after its own
+                bandwidth pass: a VM's bandwidth drifts by 10% over minutes (neighbours), so each
+                run is compared with the limit of its moment."""
+                toks, shares = [], []
+                for _ in range(args.runs):
+                    bw[threads].append(read_bandwidth(biggest, threads))
+                    toks.append(gen(threads))
+                    shares.append(toks[-1] * nbytes / (bw[threads][-1] * 1e9))
+                return statistics.median(toks), f"{100 * statistics.median(shares):.0f}%"
+
+            (g1, s1), (g2, s2) = gen_share(1), gen_share(2)
+            row = [f"{g1:.0f}", s1, f"{g2:.0f}", s2,
                    f"{median_of(args.runs, lambda: prefill(0)):.0f}", f"{median_of(args.runs, lambda: prefill(1)):.0f}"]
             print(f"| {name} | {runner} | " + " | ".join(row) + " |", flush=True)
     paths = make_models(args.models.split(",")[0])
@@ -173,6 +187,8 @@ def main():
         [exe_dir / "run", paths[0], "-z", tok, "-m", "tokenize", "-i", long_prompt], 1)).group(1)))
     n_tok = re.search(r"into (\d+) tokens", err).group(1)
     print()
+    print(f"streaming-read bandwidth ({biggest / 1e6:.0f} MB buffer, measured before each generation run): "
+          f"{min(bw[1]):.1f}-{max(bw[1]):.1f} GB/s with 1 thread, {min(bw[2]):.1f}-{max(bw[2]):.1f} GB/s with 2 threads")
     print(f"encoding a {len(long_prompt)}-character Chinese prompt ({n_tok} tokens): {ms:.2f} ms")
 
 

@@ -13,9 +13,9 @@ a shared host the slowest runs measure the neighbours. On x86-64 a second native
 same C built -march=x86-64-v2 (SSE4.2, the 128-bit width SIMD128 has, no FMA): the kernels have no
 SSE path, so it is the portable loops, which SIMD128 beats on every row.
 
-Measured (Ice Lake Xeon, AVX-512 + VNNI, 2 cores shared with other jobs, load 3.3-4.7; two runs of
-the same code differ by up to a third): demo 41%, zh-15M fp32 37-54%, int8 17-20% of native.
-fp32 streams 60 MB of weights a token: native prefetches them, wasm has no prefetch.
+Measured (Ice Lake Xeon, AVX-512 + VNNI, idle 2-core host, --runs=3): demo 43%, zh-15M fp32 54%,
+int8 28% of native (on the same host under load 3.3-4.7 two runs differed by up to a third).
+zh-15M fp32 reads 30 MB of weights a token: native prefetches them, wasm has no prefetch instruction.
 
 int8 is out of reach of 50% on a CPU with AVX-512 VNNI: 16 int8 multiply-adds of one weight row cost
 SIMD128 5 instructions after the loads (i16x8.extmul_low_i8x16_s, extmul_high, i16x8.add,
