@@ -104,6 +104,21 @@ typedef struct {
 } MappedFile;
 
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
+// Zeroed anonymous memory of at least bytes on a 2 MB boundary, advised to use transparent huge
+// pages (it stays lazily allocated, like calloc's); NULL when there is no such memory. *mapped
+// gets the length to munmap.
+static unsigned char *map_huge(size_t bytes, size_t *mapped) {
+    size_t huge = (size_t)2 << 20, len = (bytes + huge - 1) / huge * huge;
+    unsigned char *base = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (base == MAP_FAILED) return NULL;
+    unsigned char *p = base + (huge - (uintptr_t)base % huge) % huge; // the first 2 MB boundary
+    if (p > base) munmap(base, (size_t)(p - base));
+    if (p + len < base + len + huge) munmap(p + len, (size_t)(base + len + huge - (p + len)));
+    madvise(p, len, MADV_HUGEPAGE);
+    *mapped = len;
+    return p;
+}
+
 // A generated token reads every weight once, so a model larger than the caches streams from memory
 // and every 4 KB page of a plain file mapping costs a TLB miss: copying the file into anonymous
 // memory backed by transparent huge pages (2 MB) made zh-110M 10-13% faster (run and runq, one
@@ -124,13 +139,9 @@ static unsigned char *load_huge_pages(int fd, const char *path, size_t size, siz
         fclose(f);
     }
     if (size / 1024 > avail_kb / 2) return NULL;
-    size_t huge = (size_t)2 << 20, len = (size + huge - 1) / huge * huge;
-    unsigned char *base = mmap(NULL, len + huge, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    if (base == MAP_FAILED) return NULL;
-    unsigned char *p = base + (huge - (uintptr_t)base % huge) % huge; // the first 2 MB boundary
-    if (p > base) munmap(base, (size_t)(p - base));
-    if (p + len < base + len + huge) munmap(p + len, (size_t)(base + len + huge - (p + len)));
-    madvise(p, len, MADV_HUGEPAGE);
+    size_t len;
+    unsigned char *p = map_huge(size, &len);
+    if (!p) return NULL;
     for (size_t done = 0; done < size;) {
         size_t chunk = size - done < ((size_t)1 << 30) ? size - done : ((size_t)1 << 30);
         ssize_t r = read(fd, p + done, chunk);
@@ -1071,9 +1082,30 @@ typedef struct {
     float *logits; // (vocab_size,) output logits of the last token
     float *key_cache;   // (layer, n_kv_heads, seq_len, head_size): a head's keys are one stream
     float *value_cache; // (layer, n_kv_heads, seq_len, head_size)
+    size_t key_mapped, value_mapped; // bytes of each cache's 2 MB-page mapping (Linux); 0: calloc'd
     float *rope_cos;    // (seq_len, head_size/2), computed once instead of every step
     float *rope_sin;
 } RunState;
+
+// A KV cache, read up to the current position at every token: in 2 MB pages where Linux has them
+// (zh-110M runq, one thread, Ice Lake: +1-5% in alternating runs; the cache is a tenth of what a
+// token reads there).
+static float *alloc_cache(size_t n, size_t *mapped) {
+    *mapped = 0;
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    float *p = n <= SIZE_MAX / sizeof(float) ? (float *)(void *)map_huge(n * sizeof(float), mapped) : NULL;
+    if (p) return p;
+#endif
+    return xcalloc(n, sizeof(float), "the KV cache");
+}
+
+static void free_cache(float *p, size_t mapped) {
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    if (mapped) { munmap(p, mapped); return; }
+#endif
+    (void)mapped;
+    free(p);
+}
 
 static void build_state(RunState *s, const Config *p) {
     size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
@@ -1087,14 +1119,16 @@ static void build_state(RunState *s, const Config *p) {
     s->v = xcalloc(B * kv_dim, sizeof(float), "activations");
     s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
     s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
-    s->key_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
-    s->value_cache = xcalloc((size_t)p->n_layers * p->seq_len * kv_dim, sizeof(float), "the KV cache");
+    s->key_cache = alloc_cache((size_t)p->n_layers * p->seq_len * kv_dim, &s->key_mapped);
+    s->value_cache = alloc_cache((size_t)p->n_layers * p->seq_len * kv_dim, &s->value_mapped);
     build_rope(p, &s->rope_cos, &s->rope_sin);
 }
 
 static void free_state(RunState *s) {
     free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->att);
-    free(s->logits); free(s->key_cache); free(s->value_cache); free(s->rope_cos); free(s->rope_sin);
+    free(s->logits); free(s->rope_cos); free(s->rope_sin);
+    free_cache(s->key_cache, s->key_mapped);
+    free_cache(s->value_cache, s->value_mapped);
 }
 
 // Head h of attention for T tokens at positions pos..pos+T-1 (their keys and values already in the cache).
