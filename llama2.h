@@ -139,8 +139,7 @@ static unsigned char *load_huge_pages(int fd, const char *path, size_t size, siz
         fclose(f);
     }
     if (size / 1024 > avail_kb / 2) return NULL;
-    size_t len;
-    unsigned char *p = map_huge(size, &len);
+    unsigned char *p = map_huge(size, mapped);
     if (!p) return NULL;
     for (size_t done = 0; done < size;) {
         size_t chunk = size - done < ((size_t)1 << 30) ? size - done : ((size_t)1 << 30);
@@ -150,8 +149,7 @@ static unsigned char *load_huge_pages(int fd, const char *path, size_t size, siz
         if (r == 0) die("model file %s got shorter while it was read", path);
         done += (size_t)r;
     }
-    mprotect(p, len, PROT_READ); // read-only, like the mapping
-    *mapped = len;
+    mprotect(p, *mapped, PROT_READ); // read-only, like the mapping
     return p;
 }
 #endif
