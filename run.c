@@ -98,12 +98,11 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
                                                               int n, int d, int i, int t, int R, int C) {
     vf acc[4][2];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vf_zero();
-    int ahead = i + 20 <= d; // the tile 4 tiles ahead is in the matrix
+    int ahead = prefetch_ahead(i, d);
     int j = 0;
     for (; j + VF <= n; j += VF) {
-        // fetch the rows of the tile 4 tiles ahead, 4 * VF floats of it per step (64-byte lines);
-        // not past the matrix: a thread ending there would read 16 rows for nothing (4% of its half)
-        if (ahead) for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + 16) * n + 4 * j + f);
+        // fetch the rows of the tile 4 tiles ahead, 4 * VF floats of it per step (64-byte lines)
+        if (ahead) for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + PREFETCH_ROWS) * n + 4 * j + f);
         vf xv[2];
         for (int c = 0; c < C; c++) xv[c] = vf_load(x + (size_t)(t + c) * n + j);
         for (int r = 0; r < R; r++) {

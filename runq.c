@@ -277,7 +277,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
                                                               const QuantizedTensor *w, int n, int d, int gs,
                                                               int i, int t, int R, int C) {
     const int8_t *wi = w->q + (size_t)i * n;
-    int ahead = i + 20 <= d; // prefetch only inside the matrix (see run.c)
+    int ahead = prefetch_ahead(i, d);
     const float *wsi = w->s + scale_at(i, 0, n / gs);
     __m256 acc[2];
     for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
@@ -291,7 +291,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
             if (R == 4) { // rows 0 and 1 in one vector, 2 and 3 in another
                 __m512i s01 = _mm512_setzero_si512(), s23 = _mm512_setzero_si512();
                 for (int k = j; k < j + gs; k += 32) {
-                    if (c == 0 && ahead) __builtin_prefetch(wi + 16 * (size_t)n + 4 * k), __builtin_prefetch(wi + 16 * (size_t)n + 4 * k + 64);
+                    if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k), __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k + 64);
                     __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + k)));
                     __m512i xa = _mm512_abs_epi8(xv);
                     s01 = dot32x2_i8(s01, wi + k, wi + n + k, xv, xa);
@@ -303,7 +303,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
 #endif
             for (int k = j; k < j + gs; k += 32) {
                 // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
-                if (c == 0 && ahead) __builtin_prefetch(wi + 16 * (size_t)n + 4 * k), __builtin_prefetch(wi + 16 * (size_t)n + 4 * k + 64);
+                if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k), __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k + 64);
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
                 for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
             }
@@ -340,7 +340,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
                                                               const QuantizedTensor *w, int n, int d, int gs,
                                                               int i, int t, int R, int C) {
     const int8_t *wi = w->q + (size_t)i * n;
-    int ahead = i + 20 <= d; // prefetch only inside the matrix (see run.c)
+    int ahead = prefetch_ahead(i, d);
     const float *wsi = w->s + scale_at(i, 0, n / gs);
     float32x4_t acc[2];
     for (int c = 0; c < C; c++) acc[c] = vdupq_n_f32(0.0f);
@@ -351,7 +351,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
             int32x4_t sum[4];
             for (int r = 0; r < 4; r++) sum[r] = vdupq_n_s32(0);
             for (int k = j; k < j + gs; k += 16) {
-                if (c == 0 && ahead) __builtin_prefetch(wi + 16 * (size_t)n + 4 * k); // 4 tiles ahead, 64 bytes a step
+                if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k); // 4 tiles ahead, 64 bytes a step
                 int8x16_t xv = vld1q_s8(x + k);
                 for (int r = 0; r < R; r++) sum[r] = dot16_i8(sum[r], wi + (size_t)r * n + k, xv);
             }
