@@ -13,16 +13,22 @@ a shared host the slowest runs measure the neighbours. On x86-64 a second native
 same C built -march=x86-64-v2 (SSE4.2, the 128-bit width SIMD128 has, no FMA): the kernels have no
 SSE path, so it is the portable loops, which SIMD128 beats on every row.
 
-Measured (Ice Lake Xeon, AVX-512 + VNNI, idle 2-core host, --runs=3): demo 43%, zh-15M fp32 54%,
-int8 28% of native (on the same host under load 3.3-4.7 two runs differed by up to a third).
-zh-15M fp32 reads 30 MB of weights a token: native prefetches them, wasm has no prefetch instruction.
+Measured (Ice Lake Xeon, AVX-512 + VNNI, 2-core host, three runs of --runs=3 and one of --runs=5):
+demo 57-88% of native, zh-15M fp32 68-74%, int8 35-58% (native's best of runs moved by up to half
+between runs: the host's neighbours). Before the page was waited on without polling, the same host
+gave 35-48% / 45-54% / 24-28%: the bench itself took CPU from the worker.
 
-int8 is out of reach of 50% on a CPU with AVX-512 VNNI: 16 int8 multiply-adds of one weight row cost
-SIMD128 5 instructions after the loads (i16x8.extmul_low_i8x16_s, extmul_high, i16x8.add,
-i32x4.extadd_pairwise_i16x8_s, i32x4.add; more x86 instructions once V8 lowers them), where
-vpdpbusd does 64 of them in one. Relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s would do 16
-in one (exact with |x| in the 7-bit operand), but Debian's emscripten 3.1.6 (LLVM 14) predates its
-final encoding, and Safari has no relaxed SIMD.
+int8 stays near or under 50% on a CPU with AVX-512 VNNI: native does 64 int8 multiply-adds in one
+vpdpbusd, where SIMD128 needs 5 operations for 16 (i16x8.extmul_low_i8x16_s, extmul_high,
+i16x8.add, i32x4.extadd_pairwise_i16x8_s, i32x4.add; about 11 x86 instructions once V8 lowers them).
+A random model of dim 128 whose int8 weights (1.8 MB) nearly fit the L2 reached about 50% too, so
+the rest of the gap on zh-15M (8 MB, read from L3) is memory: native prefetches the rows ahead,
+wasm has no prefetch instruction. Tried in the wasm int8 tile, none measurably faster in
+alternating page loads: a plain load of the rows ahead as a prefetch (a load must complete before
+it retires, a prefetch need not), i32x4.dot_i16x8_s on int16-widened operands (about 7 x86
+instructions for 16), a constant group size of 32. Relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s
+would do 16 in one (exact with x split into its positive and negative parts, each in [0, 127]),
+but Debian's emscripten 3.1.6 (LLVM 14) predates its final encoding, and Safari has no relaxed SIMD.
 """
 
 import argparse
@@ -31,7 +37,6 @@ import re
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.parse
 from pathlib import Path
 
@@ -40,9 +45,25 @@ sys.path.insert(0, str(REPO / "bench"))
 sys.path.insert(0, str(REPO / "tests"))
 
 from bench_run import OUT, cpu_name, make_models, make_tokenizer, run  # noqa: E402
-from test_web import serve, start_chromium, wait_state  # noqa: E402
+from test_web import serve, start_chromium  # noqa: E402
 
 X86 = os.uname().machine in ("x86_64", "AMD64")
+
+
+# Clicks Generate and waits in the page for the story to end: a MutationObserver wakes when
+# body.dataset.state changes. Polling from Python instead (a WebDriver call every 10-50 ms) costs
+# chromedriver, the browser process and the page's main thread CPU time all through the story; on a
+# 2-core host that is taken from the worker and halved the demo row.
+GENERATE_AND_WAIT = """
+const finished = arguments[arguments.length - 1];
+const watch = new MutationObserver(() => {
+  const state = document.body.dataset.state;
+  if (state === "done" || state === "error") { watch.disconnect(); finished(state); }
+});
+document.body.dataset.state = "clicked";
+watch.observe(document.body, {attributes: true, attributeFilter: ["data-state"]});
+document.getElementById("generate").click();
+"""
 
 
 def browser_tokps(driver, url, model, tok, n):
@@ -50,13 +71,10 @@ def browser_tokps(driver, url, model, tok, n):
     driver.get(url + "?" + urllib.parse.urlencode(dict(prompt="", temperature=0, steps=256)))
     driver.find_element("id", "model-file").send_keys(str(model))
     driver.find_element("id", "tokenizer-file").send_keys(str(tok))
+    driver.set_script_timeout(600)
     rates = []
     for _ in range(n + 1):
-        driver.execute_script("document.body.dataset.state = 'clicked'")
-        driver.find_element("id", "generate").click()
-        while driver.execute_script("return document.body.dataset.state") == "clicked":
-            time.sleep(0.01)
-        if wait_state(driver, ("done", "error"), timeout=600) != "done":
+        if driver.execute_async_script(GENERATE_AND_WAIT) != "done":
             sys.exit("error: the page failed: " + driver.find_element("id", "error").text)
         rates.append(float(driver.execute_script("return document.getElementById('stats').dataset.tokps")))
     return rates[0], max(rates[1:])
