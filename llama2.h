@@ -176,7 +176,11 @@ static void map_file(MappedFile *m, const char *path) {
     m->data = load_huge_pages(fd, path, m->size, &m->mapped);
     if (m->data) { close(fd); return; }
 #endif
-    void *p = mmap(NULL, m->size, PROT_READ, MAP_PRIVATE, fd, 0);
+    int prot = PROT_READ;
+#ifdef __EMSCRIPTEN__
+    prot |= PROT_WRITE; // a private copy either way; runq.c's browser build reorders the int8 weights in it
+#endif
+    void *p = mmap(NULL, m->size, prot, MAP_PRIVATE, fd, 0);
     close(fd);  // the mapping stays valid
     if (p == MAP_FAILED) die("cannot mmap model file %s: %s", path, strerror(errno));
     m->data = (unsigned char *)p;

@@ -213,17 +213,20 @@ def wasm_cli(tmp_path_factory, web_dir):
     return bins
 
 
+@pytest.mark.parametrize("shared", [False, True], ids=["own-classifier", "shared-classifier"])
 @pytest.mark.parametrize("shape", list(KERNEL_SHAPES))
-def test_simd128_kernels_match_scalar(shape, wasm_cli, scalar_bins, sp_model, sp_tok_bin, zh_stories, tmp_path):
+def test_simd128_kernels_match_scalar(shape, shared, wasm_cli, scalar_bins, sp_model, sp_tok_bin, zh_stories, tmp_path):
     """The SIMD128 tiles (4 rows x 2 or 1 tokens, the remainder rows, group sizes 32 and 64) against
     the native portable build: the same greedy story, logits within the AVX2 tests' tolerance
-    (fp32 sums 4 lanes apart; int8 sums are exact, only activations may round the other way)."""
+    (fp32 sums 4 lanes apart; int8 sums are exact, only activations may round the other way).
+    A shared classifier is the token embedding too: runq's wasm build reorders its rows into tile
+    order only after reading the embedding from them."""
     import sentencepiece as spm
     from export import version2_export
     sp = spm.SentencePieceProcessor(model_file=sp_model)
     cfg = dict(KERNEL_SHAPES[shape])
     gs = cfg.pop("group_size")
-    model = random_model(512, seed=13, shared=False, max_seq_len=48, **cfg)
+    model = random_model(512, seed=13, shared=shared, max_seq_len=48, **cfg)
     paths = {"run": export(model, tmp_path / "k0.bin", 0), "runq": tmp_path / "k2.bin"}
     version2_export(model, str(paths["runq"]), group_size=gs)
     for n_tokens in (1, 33):  # one token; blocks of 2 tokens, 1 token, and a second block
