@@ -14,22 +14,27 @@ a shared host the slowest runs measure the neighbours. On x86-64 a second native
 same C built -march=x86-64-v2 (SSE4.2, the 128-bit width SIMD128 has, no FMA): the kernels have no
 SSE path, so it is the portable loops, which SIMD128 beats on every row.
 
-Measured (Ice Lake Xeon, AVX-512 + VNNI, 2-core host, three runs of --runs=3): demo 65-85% of
-native, zh-15M fp32 62-71%, int8 27-38% (native's best moves by up to a third between runs: the
+Measured (Ice Lake Xeon, AVX-512 + VNNI, 2-core host, three runs of --runs=3): demo 70-78% of
+native, zh-15M fp32 55-71%, int8 27-42% (native's best moves by up to a third between runs: the
 host's neighbours). Before the page was waited on without polling, the same host gave 35-48% /
 45-54% / 24-28%: the bench itself took CPU from the worker.
 
+The browser build stores each 4-row tile of the weights front to back (tile_order in run.c and
+runq.c), so the wasm tile reads one stream: wasm has no prefetch instruction, and in Chromium the
+loads of rows 1-3 of a tile stalled when it read 4 rows a row apart (fp32 +4-13%, int8 +6-44% in
+alternating page loads).
+
 int8 stays under 50% on a CPU with AVX-512 VNNI: native does 64 int8 multiply-adds in one
 vpdpbusd, where SIMD128 needs 5 operations for 16 (i16x8.extmul_low_i8x16_s, extmul_high,
-i16x8.add, i32x4.extadd_pairwise_i16x8_s, i32x4.add; about 11 x86 instructions once V8 lowers them).
-A random model of dim 128 whose int8 weights (1.8 MB) nearly fit the L2 reached about 50% too, so
-the rest of the gap on zh-15M (8 MB, read from L3) is memory: native prefetches the rows ahead,
-wasm has no prefetch instruction. Tried in the wasm int8 tile, none measurably faster in
-alternating page loads: a plain load of the rows ahead as a prefetch (a load must complete before
-it retires, a prefetch need not), i32x4.dot_i16x8_s on int16-widened operands (about 7 x86
-instructions for 16), a constant group size of 32. Relaxed SIMD's i32x4.relaxed_dot_i8x16_i7x16_add_s
-would do 16 in one (exact with x split into its positive and negative parts, each in [0, 127]),
-but Debian's emscripten 3.1.6 (LLVM 14) predates its final encoding, and Safari has no relaxed SIMD.
+i16x8.add, i32x4.extadd_pairwise_i16x8_s, i32x4.add; V8 makes 15 x86 instructions a row of
+them, redoing x's widening for every row). A random model of dim 128 whose int8 weights (1.8 MB)
+nearly fit the L2 reached about 50% too. Tried in the wasm int8 tile, none measurably faster in
+alternating page loads: i32x4.dot_i16x8_s on operands widened to int16 (x once per step), a plain
+load of the rows ahead used as a prefetch (a load must complete before it retires, a prefetch need
+not), a constant group size of 32, one row at a time. Relaxed SIMD's
+i32x4.relaxed_dot_i8x16_i7x16_add_s would do 16 in one (exact with x split into its positive and
+negative parts, each in [0, 127]), but Debian's emscripten 3.1.6 (LLVM 14) predates its final
+encoding, and Safari has no relaxed SIMD.
 """
 
 import argparse
