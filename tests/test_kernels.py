@@ -47,6 +47,9 @@ KERNEL_SHAPES = {
     "gs16": dict(dim=48, n_heads=6, n_kv_heads=2, hidden_dim=80, group_size=16),
     # group size 64 (two 32-byte steps per group)
     "gs64": dict(dim=128, n_heads=8, n_kv_heads=4, hidden_dim=192, group_size=64),
+    # rows of 90 and 150 floats (not a multiple of 4: the browser build's fp32 weights stay in row
+    # order), heads of 18, group size 30 (no int8 tile takes it: the loops everywhere)
+    "odd": dict(dim=90, n_heads=5, n_kv_heads=1, hidden_dim=150, group_size=30),
 }
 
 
