@@ -32,7 +32,7 @@ struct Transformer {
     TransformerWeights weights;
     RunState state;
     MappedFile file;
-    float *tiled_cls;  // the browser build's copy of a shared classifier, in tile order (tile_order)
+    float *tiled_cls;  // the browser build's copy of a shared classifier, in tile order (llama2.h)
 };
 TRANSFORMER_CONFIG_FIRST;
 
@@ -61,23 +61,12 @@ static void memory_map_weights(TransformerWeights *w, const Config *p, const flo
     w->wcls = shared ? w->token_embedding_table : ptr;
 }
 
-// The browser build reorders the matmul weights at load, as runq.c does its int8 ones (see
-// tile_order there): each full 4-row tile of a layer's matrix front to back, 4 floats of each
-// row in turn, so the wasm tile reads one stream instead of four (zh-15M fp32 in Chromium: faster
-// in each of 6 alternating page loads, by 4-13%). Rows whose length is not a multiple of 4, and
-// the last rows (< 4) of each matrix, stay in row order for the tile's other paths.
 #ifdef USE_WASM_SIMD
-static void tile_order(const float *w, size_t layers, size_t rows, size_t cols) {
-    if (cols % 4) return;
-    float *m = (float *)w; // map_file's private, writable copy in this build
-    float *rows4 = xcalloc(4 * cols, sizeof(float), "the weights");
-    for (size_t l = 0; l < layers; l++, m += rows * cols)
-        for (size_t i = 0; i + 4 <= rows; i += 4) {
-            memcpy(rows4, m + i * cols, 4 * cols * sizeof(float));
-            for (size_t k = 0; k < cols; k += 4)
-                for (int r = 0; r < 4; r++) memcpy(m + i * cols + 4 * k + 4 * r, rows4 + r * cols + k, 4 * sizeof(float));
-        }
-    free(rows4);
+// The browser build's tile order (llama2.h tile_order) for each layer's matrix whose rows are a
+// multiple of 4 floats (the others stay in row order: matmul_tile reads them so).
+static void tile_order_layers(const float *w, size_t layers, size_t rows, size_t cols) {
+    if (cols % 4 == 0)
+        for (size_t l = 0; l < layers; l++) tile_order((float *)w + l * rows * cols, rows, cols * sizeof(float));
 }
 #endif
 
@@ -94,15 +83,19 @@ static Transformer *build_transformer(const char *checkpoint_path) {
     TransformerWeights *w = &t->weights;
     const Config *c = &t->config;
     size_t L = c->n_layers, dim = c->dim, hid = c->hidden_dim, kv = dim * c->n_kv_heads / c->n_heads, V = c->vocab_size;
-    tile_order(w->wq, L, dim, dim); tile_order(w->wk, L, kv, dim); tile_order(w->wv, L, kv, dim);
-    tile_order(w->wo, L, dim, dim); tile_order(w->w1, L, hid, dim); tile_order(w->w2, L, dim, hid);
-    tile_order(w->w3, L, hid, dim);
+    tile_order_layers(w->wq, L, dim, dim);
+    tile_order_layers(w->wk, L, kv, dim);
+    tile_order_layers(w->wv, L, kv, dim);
+    tile_order_layers(w->wo, L, dim, dim);
+    tile_order_layers(w->w1, L, hid, dim);
+    tile_order_layers(w->w2, L, dim, hid);
+    tile_order_layers(w->w3, L, hid, dim);
     if (w->wcls == w->token_embedding_table) { // the embedding is read by rows: the classifier gets a copy
         t->tiled_cls = xcalloc(V * dim, sizeof(float), "the classifier");
         memcpy(t->tiled_cls, w->wcls, V * dim * sizeof(float));
         w->wcls = t->tiled_cls;
     }
-    tile_order(w->wcls, 1, V, dim);
+    tile_order_layers(w->wcls, 1, V, dim);
 #endif
     build_state(&t->state, &t->config);
     return t;
@@ -136,7 +129,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vf_zero();
     int ahead = prefetch_ahead(i, d);
 #ifdef USE_WASM_SIMD
-    int tiled = R == 4 && n % 4 == 0; // the browser build's tile order (tile_order)
+    int tiled = R == 4 && n % 4 == 0; // the browser build's tile order (tile_order_layers)
 #endif
     int j = 0;
     for (; j + VF <= n; j += VF) {

@@ -61,24 +61,11 @@ static void check_finite(const char *path, const unsigned char *p, size_t n, con
 // group's 4 scales.
 static size_t scale_at(size_t r, size_t g, size_t ngroups) { return (r / 4 * ngroups + g) * 4 + r % 4; }
 
-// The browser build reorders each full tile of 4 rows at load, 16 bytes of each row in turn
-// (row i+0 bytes k..k+15, row i+1 bytes k..k+15, i+2, i+3, then k+16...), so that the wasm tile
-// reads one sequential stream instead of 4 streams a row apart: WebAssembly has no prefetch
-// instruction, and the hardware prefetcher follows one stream well where it follows four badly
-// (zh-15M int8 in Chromium: faster in each of 6 alternating page loads, by 6-44%). The last rows
-// (fewer than 4) stay in row order for the portable loop, and so does all of a tensor whose
-// group size the wasm tile does not take. Elsewhere the weights stay as in the file.
-static void tile_order(const QuantizedTensor *t, size_t rows, size_t cols, int gs) {
+// The browser build's tile order (llama2.h tile_order) for the tensors its int8 tile reads (group
+// sizes that are a multiple of 16; the others stay in row order for the portable loop).
+static void tile_order_q8(const QuantizedTensor *t, size_t rows, size_t cols, int gs) {
 #ifdef USE_WASM_SIMD
-    if (gs % 16) return;
-    int8_t *q = (int8_t *)t->q; // map_file's private, writable copy in this build
-    int8_t *rows4 = xcalloc(4 * cols, 1, "the weights");
-    for (size_t i = 0; i + 4 <= rows; i += 4) {
-        memcpy(rows4, q + i * cols, 4 * cols);
-        for (size_t k = 0; k < cols; k += 16)
-            for (int r = 0; r < 4; r++) memcpy(q + i * cols + 4 * k + 16 * r, rows4 + r * cols + k, 16);
-    }
-    free(rows4);
+    if (gs % 16 == 0) tile_order((int8_t *)t->q, rows, cols);
 #else
     (void)t; (void)rows; (void)cols; (void)gs;
 #endif
@@ -102,7 +89,7 @@ static QuantizedTensor *init_quantized_tensors(const char *path, QuantizedTensor
             for (size_t g = 0; g < ngroups; g++) // memcpy: odd sizes leave the file's scales unaligned
                 memcpy(&out[i].s[scale_at(r, g, ngroups)], *ptr + (r * ngroups + g) * sizeof(float), sizeof(float));
         *ptr += rows * ngroups * sizeof(float);
-        if (matmul) tile_order(&out[i], rows, cols, gs);
+        if (matmul) tile_order_q8(&out[i], rows, cols, gs);
     }
     return out;
 }
@@ -138,8 +125,8 @@ static void memory_map_weights(const char *path, TransformerWeights *w, const Co
     w->w3 = init_quantized_tensors(path, next, &ptr, L, hid, dim, gs, 1); next += L;
     w->wcls = shared ? emb : init_quantized_tensors(path, next, &ptr, 1, V, dim, gs, 1);
     w->token_embedding_table = xcalloc(V * dim, sizeof(float), "the token embedding");
-    dequantize(emb, w->token_embedding_table, V, dim, gs); // reads rows: before a shared classifier's tile_order
-    if (shared) tile_order(emb, V, dim, gs);
+    dequantize(emb, w->token_embedding_table, V, dim, gs); // reads rows: before a shared classifier's tile order
+    if (shared) tile_order_q8(emb, V, dim, gs);
 }
 
 static Transformer *build_transformer(const char *checkpoint_path) {
@@ -410,9 +397,9 @@ static inline v128_t hsum_rows(const v128_t s[4]) {
     return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
 }
 
-// The int8 tile in WebAssembly SIMD128: 4 rows i..i+3 of W (in tile order, see tile_order) times
-// C (1 or 2) tokens, group size a multiple of 16. A group's int32 sums are scaled as dot_q8 scales them, one row a lane, so the
-// result is the portable path's to the bit.
+// The int8 tile in WebAssembly SIMD128: 4 rows i..i+3 of W (in tile order, llama2.h) times C (1 or
+// 2) tokens, group size a multiple of 16. A group's int32 sums are scaled as dot_q8 scales them,
+// one row a lane, so the result is the portable path's to the bit.
 static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, const int8_t *xq, const float *xs,
                                                                    const QuantizedTensor *w, int n, int d, int gs,
                                                                    int i, int t, int C) {
@@ -427,7 +414,7 @@ static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, 
             v128_t xv[2];
             for (int c = 0; c < C; c++) xv[c] = wasm_v128_load(xq + (size_t)(t + c) * n + k);
             for (int r = 0; r < 4; r++) {
-                v128_t wv = wasm_v128_load(wi + 4 * (size_t)k + 16 * r); // tile order (tile_order)
+                v128_t wv = wasm_v128_load(wi + 4 * (size_t)k + 16 * r); // tile order
                 for (int c = 0; c < C; c++) sum[c][r] = dot16_i8(sum[c][r], wv, xv[c]);
             }
         }
