@@ -177,13 +177,19 @@ static void matmul_rows(float *xout, const float *x, const float *w, int T, int 
 
 // xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
 static void matmul(float *xout, const float *x, const float *w, int T, int n, int d) {
-    int i;
-    if (use_threads()) {
-        #pragma omp parallel for schedule(static)
-        for (i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
-    } else {
-        for (i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
+#ifdef _OPENMP
+    if (use_threads()) { // each thread its part of the rows, then batches of the others' (llama2.h)
+        share_tiles((d + 3) / 4);
+        #pragma omp parallel
+        {
+            int a, b;
+            while (share_next(&a, &b))
+                for (int k = a; k < b; k++) matmul_rows(xout, x, w, T, n, d, 4 * k);
+        }
+        return;
     }
+#endif
+    for (int i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
 }
 
 // ----------------------------------------------------------------------------
