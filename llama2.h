@@ -866,7 +866,7 @@ static int use_threads(void) {
 // SHARE_BATCH tiles at a time; a thread whose part is done then takes batches from the back of the
 // others' parts. Two threads rarely run at the same speed (on a VM the neighbours decide), and the
 // one that waits at the end of a matmul leaves its half of the memory bandwidth unused: this made
-// a zh-110M int8 token 1-3% faster at 2 threads (Ice Lake, alternating tokens in one run), where
+// a zh-110M int8 token 0.4-3.8% faster at 2 threads (Ice Lake, alternating tokens in one run), where
 // schedule(dynamic) was 15% slower (chunks in turn break each thread's stream). A tile goes to
 // exactly one thread and is computed the same way by any of them, so the results do not change.
 #define SHARE_BATCH 4
