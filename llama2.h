@@ -26,6 +26,8 @@
 #if defined _WIN32
 #include <windows.h>
 #include <shellapi.h>
+#include <fcntl.h>
+#include <io.h>
 #else
 #include <unistd.h>
 #include <fcntl.h>
@@ -155,9 +157,28 @@ static unsigned char *load_huge_pages(int fd, const char *path, size_t size, siz
 }
 #endif
 
+#if defined _WIN32
+// Paths arrive as UTF-8 (utf8_argv): the wide-character calls open them whatever the ANSI code page
+// is, so a model in C:\Users\张三\下载 opens on a Chinese, English or any other Windows.
+static wchar_t *wide_path(const char *path) {
+    int n = MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, NULL, 0);
+    if (n <= 0) die("the path %s is not valid UTF-8", path);
+    wchar_t *w = xcalloc((size_t)n, sizeof(wchar_t), "a path");
+    MultiByteToWideChar(CP_UTF8, MB_ERR_INVALID_CHARS, path, -1, w, n);
+    return w;
+}
+
+static HANDLE open_windows(const char *path) {
+    wchar_t *w = wide_path(path);
+    HANDLE h = CreateFileW(w, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    free(w);
+    return h;
+}
+#endif
+
 static void map_file(MappedFile *m, const char *path) {
 #if defined _WIN32
-    m->file = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    m->file = open_windows(path);
     if (m->file == INVALID_HANDLE_VALUE) die("cannot open model file %s", path);
     if (GetFileType(m->file) != FILE_TYPE_DISK) die("model file %s is not a regular file (a pipe or device?)", path);
     LARGE_INTEGER sz;
@@ -358,12 +379,14 @@ static int hex_digit(int c) {
 
 static FILE *open_tokenizer(const char *path) {
 #if defined _WIN32
-    HANDLE h = CreateFileA(path, GENERIC_READ, FILE_SHARE_READ, NULL, OPEN_EXISTING, FILE_ATTRIBUTE_NORMAL, NULL);
+    HANDLE h = open_windows(path);
     if (h == INVALID_HANDLE_VALUE) die("cannot open tokenizer %s", path);
     DWORD type = GetFileType(h);
     CloseHandle(h);
     if (type != FILE_TYPE_DISK) die("tokenizer %s is not a regular file (a pipe or device?)", path);
-    FILE *file = fopen(path, "rb");
+    wchar_t *w = wide_path(path);
+    FILE *file = _wfopen(w, L"rb");
+    free(w);
 #else
     struct stat st;
     FILE *file = fdopen(open_regular(path, "tokenizer", &st), "rb");
@@ -1454,6 +1477,8 @@ static char **utf8_argv(int *argc) {
     LocalFree(wargv);
     SetConsoleOutputCP(CP_UTF8);
     SetConsoleCP(CP_UTF8);
+    // the bytes the model wrote, as on every other system: text mode would turn \n into \r\n
+    _setmode(_fileno(stdout), _O_BINARY);
     return argv;
 }
 #endif
