@@ -1,0 +1,102 @@
+"""Fault injection for the tests, without root where possible: a disk that fills up, a process
+killed with SIGKILL at a point it reports, and a check that nothing of ours outlives its parent.
+
+- small_disk(path, kb): a folder with about kb KB of room. As root, a tmpfs of that size mounted
+  there (ENOSPC, as on a real full disk); otherwise a plain folder plus a file-size limit
+  (RLIMIT_FSIZE, EFBIG) that fault_env() passes to the child through preexec_fn.
+- kill_when(cmd, marker): runs cmd and SIGKILLs it the moment a line containing marker appears on
+  its stdout or stderr: the test schedules the kill by what the program says it is doing, never by
+  a sleep tuned to one machine.
+- tagged(env) / survivors(tag): every process started with the tag in its environment (children
+  inherit it) can be found afterwards in /proc; survivors() lists those still alive."""
+
+import contextlib
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+import uuid
+
+
+def _can_mount():
+    return sys.platform.startswith("linux") and os.geteuid() == 0
+
+
+@contextlib.contextmanager
+def small_disk(path, kb):
+    """Yields (folder, preexec_fn): run the program under test with preexec_fn=... so that the
+    limit applies to it when there is no tmpfs (preexec_fn is None when there is one)."""
+    os.makedirs(path, exist_ok=True)
+    mounted = False
+    if _can_mount():
+        mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={kb}k,mode=0755", "tmpfs", str(path)],
+                                 capture_output=True).returncode == 0
+    if mounted:
+        try:
+            yield str(path), None
+        finally:
+            subprocess.run(["umount", "-l", str(path)], capture_output=True)
+        return
+
+    def limit():
+        # a file may not grow past kb KB; SIGXFSZ would kill the writer, EFBIG is what it must handle
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (kb * 1024, kb * 1024))
+
+    yield str(path), limit
+
+
+def tagged(env=None):
+    """(env, tag): env with a fresh tag that the process and all its children carry."""
+    tag = uuid.uuid4().hex
+    return dict(env if env is not None else os.environ, LLAMA2_TEST_TAG=tag), tag
+
+
+def survivors(tag, wait=10.0):
+    """pids of live processes that carry tag, after waiting up to `wait` s for them to go (a killed
+    parent's children may take a moment to notice)."""
+    needle = f"LLAMA2_TEST_TAG={tag}".encode()
+    deadline = time.monotonic() + wait
+    while True:
+        alive = []
+        for pid in os.listdir("/proc"):
+            if not pid.isdigit() or int(pid) == os.getpid():
+                continue
+            try:
+                with open(f"/proc/{pid}/environ", "rb") as f:
+                    if needle in f.read().split(b"\0"):
+                        with open(f"/proc/{pid}/stat", "rb") as s:
+                            if s.read().rsplit(b")", 1)[1].split()[0] != b"Z":  # zombies are gone already
+                                alive.append(int(pid))
+            except OSError:
+                continue
+        if not alive or time.monotonic() > deadline:
+            return alive
+        time.sleep(0.1)
+
+
+def kill_when(cmd, marker, env=None, cwd=None, timeout=120, preexec_fn=None):
+    """Runs cmd, SIGKILLs it as soon as a line of its output contains marker; returns everything it
+    printed up to then (str). Fails when the program ends before it prints marker."""
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
+                         preexec_fn=preexec_fn)
+    out = []
+    deadline = time.monotonic() + timeout
+    try:
+        for raw in iter(p.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace")
+            out.append(line)
+            if marker in line:
+                p.send_signal(signal.SIGKILL)
+                p.wait()
+                return "".join(out)
+            if time.monotonic() > deadline:
+                break
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+        p.stdout.close()
+    raise AssertionError(f"{cmd[:3]}... ended (rc {p.returncode}) before printing {marker!r}:\n{''.join(out)[-2000:]}")
