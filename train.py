@@ -33,7 +33,8 @@ from configurator import configure
 from errors import die, first_line
 from export import model_export, torch_load
 from fileio import lock_folder, write_atomic
-from model import ModelArgs, Transformer, gpu_peak_flops
+from gpus import gpu_peak_flops
+from model import ModelArgs, Transformer
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -370,7 +371,7 @@ if device_type == "cuda":
     peak = gpu_peak_flops(torch.cuda.get_device_name())
     if master_process:
         print(f"GPU: {torch.cuda.get_device_name()}, MFU against "
-              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in model.GPU_PEAK_FLOPS)"))
+              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in gpus.GPU_PEAK_FLOPS)"))
 
 # training loop
 pending_state = train_stream.state_dict()  # the stream's state before the batch held in X, Y
