@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
 from errors import die, first_line
-from export import model_export, torch_load
+from export import export_size, model_export, torch_load
 from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic
 from model import ModelArgs, Transformer, gpu_peak_flops
 
@@ -427,7 +427,7 @@ try:
                         save_checkpoint_file(checkpoint, os.path.join(out_dir, "ckpt.pt"))
                         saved_iter = iter_num
                         write_atomic(lambda tmp: model_export(raw_model, tmp, version=0),
-                                     os.path.join(out_dir, "model.bin"), nbytes(raw_model.state_dict()))
+                                     os.path.join(out_dir, "model.bin"), export_size(raw_model, 0))
                         checkpoint = None
         if iter_num == 0 and eval_only:
             break
