@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from errors import arg_parser, die, first_line, interrupted
-from fileio import write_atomic
+from fileio import nbytes, write_atomic
 from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
 from tokenizer import load_vocab
 
@@ -229,7 +229,7 @@ def hf_export(model, dirpath, dtype=torch.float16):
                         torch.bfloat16: "bfloat16"}[dtype],
     }
     os.makedirs(dirpath, exist_ok=True)
-    write_atomic(lambda tmp: torch.save(sd, tmp), os.path.join(dirpath, "pytorch_model.bin"))
+    write_atomic(lambda tmp: torch.save(sd, tmp), os.path.join(dirpath, "pytorch_model.bin"), nbytes(sd))
 
     def write_config(tmp):
         with open(tmp, "w") as f:
@@ -315,6 +315,13 @@ def model_export(model, filepath, version=0, dtype=torch.float32, tokenizer=None
         hf_export(model, filepath, dtype)
     else:
         raise ValueError(f"unknown export version {version} (expected 0, 1, 2, -1 or gguf)")
+
+def export_size(model, version, dtype=torch.float32, gguf_type="f32"):
+    """About how many bytes model_export writes (what a "no space left" message says is needed)."""
+    per_value = {0: 4, 1: 4, 2: 1.1, -1: torch.empty(0, dtype=dtype).element_size()}.get(version)
+    if version == "gguf":
+        per_value = {"f32": 4, "f16": 2, "q8_0": 1.1}[gguf_type]
+    return int(sum(p.numel() for p in model.parameters()) * (per_value or 4))
 
 # -----------------------------------------------------------------------------
 # reading
@@ -515,7 +522,7 @@ def main(argv=None):
             raise ValueError(f"{args.filepath} is a folder; give the path of the file to write")
         else:
             write_atomic(lambda tmp: model_export(model, tmp, version, dtype, args.tokenizer, args.gguf_type),
-                         args.filepath)
+                         args.filepath, export_size(model, version, dtype, args.gguf_type))
     except (ValueError, OSError) as e:
         die(e)
     except KeyboardInterrupt:

@@ -31,8 +31,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
 from errors import die, first_line
-from export import model_export, torch_load
-from fileio import lock_folder, write_atomic
+from export import export_size, model_export, torch_load
+from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic
 from gpus import gpu_peak_flops
 from model import ModelArgs, Transformer
 
@@ -340,12 +340,17 @@ def get_lr(it):
 
 
 def save_checkpoint_file(obj, path):
-    write_atomic(lambda tmp: torch.save(obj, tmp), path)
+    write_atomic(lambda tmp: torch.save(obj, tmp), path, nbytes(obj))
 
 
 def append_metrics(record):
-    with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    path = os.path.join(out_dir, "metrics.jsonl")
+    line = json.dumps(record) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+    except OSError as e:
+        raise disk_full(e, path, len(line)) or e
 
 
 def gather(obj):
@@ -378,6 +383,7 @@ pending_state = train_stream.state_dict()  # the stream's state before the batch
 X, Y = next_batch(train_stream)  # fetch the very first batch
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
+saved_iter = iter_num if init_from == "resume" else None  # the iteration out_dir/ckpt.pt holds
 running_mfu = -1.0
 running_dt = None
 try:
@@ -420,8 +426,9 @@ try:
                             checkpoint["scaler"] = scaler.state_dict()
                         print(f"saving checkpoint to {out_dir}", flush=True)
                         save_checkpoint_file(checkpoint, os.path.join(out_dir, "ckpt.pt"))
+                        saved_iter = iter_num
                         write_atomic(lambda tmp: model_export(raw_model, tmp, version=0),
-                                    os.path.join(out_dir, "model.bin"))
+                                     os.path.join(out_dir, "model.bin"), export_size(raw_model, 0))
                         checkpoint = None
         if iter_num == 0 and eval_only:
             break
@@ -481,6 +488,9 @@ try:
         # termination conditions
         if iter_num > max_iters:
             break
+except DiskFull as e:  # the old files are whole (fileio.write_atomic): say which checkpoint is kept
+    kept = f"{out_dir}/ckpt.pt still holds iteration {saved_iter}" if saved_iter is not None else "no checkpoint of this run was written"
+    fail(f"{e}; {kept}")
 except OSError as e:
     fail(f"{first_line(e, with_type=True)} (while writing to {out_dir})")
 

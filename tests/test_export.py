@@ -411,3 +411,24 @@ def test_plain_pickle_checkpoint_is_one_line(tmp_path):
         pickle.dump({"model_args": ARGS, "model": {}}, f, protocol=4)
     r = export_cli(tmp_path / "o.bin", "--checkpoint", tmp_path / "old.pt")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: cannot load"), r.stderr
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_full_disk_is_one_line(tmp_path, sp_model, mode):
+    from faults import small_disk
+    # Hugging Face: torch.save's RuntimeError used to come out as two tracebacks; GGUF: numpy's
+    # "N requested and M written"
+    torch.save({"model_args": {**ARGS, "vocab_size": 512}, "model": gguf_model(shared=False).state_dict()},
+               tmp_path / "ckpt.pt")
+    with small_disk(tmp_path / "disk", 96, mode) as (folder, preexec):
+        for out, extra in [(f"{folder}/hf", ["--version", "-1"]),
+                           (f"{folder}/m.gguf", ["--version", "gguf", "--tokenizer", sp_model]),
+                           (f"{folder}/m.bin", ["--version", "0"])]:
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), out, "--checkpoint",
+                                str(tmp_path / "ckpt.pt"), *extra], capture_output=True, text=True, preexec_fn=preexec)
+            name = out + "/pytorch_model.bin" if out.endswith("hf") else out
+            assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+            assert r.stderr.startswith(f"error: no space left on {name} (need ~0."), r.stderr
+            assert not os.path.exists(name)
+        assert os.listdir(folder) in (["hf"], [])
+        assert not os.listdir(f"{folder}/hf")

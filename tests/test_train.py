@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from export import load_model_bin
+from faults import small_disk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -48,9 +49,10 @@ def env(**extra):
     return e
 
 
-def train(out_dir, data_root, *args, extra_env=None, timeout=120):
+def train(out_dir, data_root, *args, extra_env=None, timeout=120, preexec_fn=None):
     cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={out_dir}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout,
+                          preexec_fn=preexec_fn)
 
 
 def torchrun(launch_args, out_dir, data_root, *args, probe=(), extra_env=None, timeout=180):
@@ -300,3 +302,30 @@ def test_two_nodes_on_localhost(tmp_path, data_root):
     assert "1 grad accum steps * 2 processes" in outs[0][0]
     ck = load_ckpt(tmp_path / "out" / "ckpt.pt")
     assert ck["iter_num"] == 3 and len(ck["data_state"]) == 2
+
+
+def assert_one_line_error(r, *words):
+    assert r.returncode != 0 and "Traceback" not in r.stderr, r.stderr
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), r.stderr
+    for w in words:
+        assert w in lines[0], (w, lines[0])
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_full_disk_during_checkpoint_save_is_one_line(tmp_path, data_root, mode):
+    first = tmp_path / "first"
+    r = train(first, data_root, "--max_iters=2", "--eval_interval=2", "--always_save_checkpoint=True")
+    assert r.returncode == 0, r.stderr
+    old = (first / "ckpt.pt").read_bytes()
+    # tmpfs: room for the old checkpoint, not for a second copy beside it; rlimit: no file that large
+    kb = len(old) * 3 // 2 // 1024 if mode == "tmpfs" else len(old) // 2 // 1024
+    with small_disk(tmp_path / "disk", kb, mode) as (out, preexec):
+        with open(os.path.join(out, "ckpt.pt"), "wb") as f:
+            f.write(old)
+        r = train(out, data_root, "--init_from=resume", "--max_iters=4", "--eval_interval=2",
+                  "--always_save_checkpoint=True", preexec_fn=preexec)
+        assert_one_line_error(r, f"no space left on {out}/ckpt.pt (need ~0.", "still holds iteration 2")
+        with open(os.path.join(out, "ckpt.pt"), "rb") as f:
+            assert f.read() == old
+        assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
