@@ -32,7 +32,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from configurator import configure
 from errors import die, first_line
 from export import check_shapes, export_size, model_export, torch_load
-from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic
+from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic, write_bytes_atomic
 from model import ModelArgs, Transformer, gpu_peak_flops
 
 # -----------------------------------------------------------------------------
@@ -359,6 +359,28 @@ def append_metrics(record):
         raise disk_full(e, path, len(line)) or e
 
 
+def trim_metrics(before):
+    """Keep the rows of metrics.jsonl for the iterations before `before` (where this run starts):
+    the rows a killed run wrote after its last checkpoint are logged again, and a resumed run's
+    file must read like an uninterrupted one. A torn last line goes too."""
+    path = os.path.join(out_dir, "metrics.jsonl")
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("iter"), int) and rec["iter"] < before:
+            keep.append(line if line.endswith(b"\n") else line + b"\n")
+    if len(keep) != len(lines) or (lines and not lines[-1].endswith(b"\n")):
+        write_bytes_atomic(path, keep)  # atomic: a kill now leaves the old rows or the trimmed ones
+
+
 def gather(obj):
     """obj from every rank, as a list indexed by rank (every rank must call this)."""
     if not ddp:
@@ -383,6 +405,12 @@ if device_type == "cuda":
     if master_process:
         print(f"GPU: {torch.cuda.get_device_name()}, MFU against "
               + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in model.GPU_PEAK_FLOPS)"))
+
+if master_process:
+    try:
+        trim_metrics(iter_num)
+    except (ValueError, OSError) as e:
+        fail(f"cannot trim {out_dir}/metrics.jsonl to iteration {iter_num}: {e}")
 
 # training loop
 pending_state = train_stream.state_dict()  # the stream's state before the batch held in X, Y

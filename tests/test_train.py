@@ -353,3 +353,26 @@ def test_resume_from_crafted_model_args_is_refused_before_building(tmp_path, dat
               preexec_fn=memory_limit(4096), timeout=60)
     err = one_line_error(r)
     assert "n_layers=1000000000 but the weights hold 2 layers" in err, err
+
+
+def test_metrics_after_kill_and_resume_read_like_an_uninterrupted_run(tmp_path, data_root):
+    from faults import kill_when
+    common = ["--eval_interval=4", "--always_save_checkpoint=True"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = train(a, data_root, "--max_iters=12", *common)
+    assert r.returncode == 0, r.stderr
+    # killed after the checkpoint of iteration 8 and the rows of 8, 9, 10 (and maybe more): those
+    # rows used to appear twice once the resumed run logged them again
+    cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={b}", "--max_iters=12", *common]
+    out = kill_when(cmd, "\n10 | loss", env=env())
+    assert "saving checkpoint" in out
+    with open(b / "metrics.jsonl", "a") as f:
+        f.write('{"iter": 11, "lo')  # and a torn line, as a kill in the middle of a write leaves
+    r = train(b, data_root, "--max_iters=12", "--init_from=resume", *common)
+    assert r.returncode == 0, r.stderr
+
+    def rows(out_dir):  # everything but the timings
+        return [{k: v for k, v in json.loads(line).items() if k not in ("dt_ms", "tok_per_s", "eta_s", "mfu")}
+                for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows(b) == rows(a)
+    assert not list(b.glob("*.tmp"))
