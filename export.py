@@ -29,7 +29,8 @@ import torch
 
 from errors import arg_parser, die, first_line, interrupted
 from fileio import nbytes, write_atomic
-from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
+from model import (MAX_SEQ_LEN, ModelArgs, Transformer, param_shapes, precompute_freqs_cis, shares_classifier,
+                   untie_classifier)
 from tokenizer import load_vocab
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32
@@ -363,6 +364,8 @@ def read_bin_header(path):
     for name, v in zip(names, cfg):
         if v <= 0:
             raise ValueError(f"{path}: not a llama2.c model file (header field {name} = {v})")
+    if seq_len > MAX_SEQ_LEN:  # v1/v2 files do not hold the RoPE tables this would allocate
+        raise ValueError(f"{path}: header seq_len {seq_len} is beyond the limit of {MAX_SEQ_LEN} (model.MAX_SEQ_LEN)")
     if dim % n_heads != 0 or (dim // n_heads) % 2 != 0:
         raise ValueError(f"{path}: not a llama2.c model file (header: dim {dim} is not n_heads {n_heads} "
                          "x an even head size)")
@@ -464,6 +467,30 @@ def check_finite(model):
                              "(a diverged training run?)")
 
 
+class ShapeError(ValueError):
+    """Weights that do not fit the model settings stored with them."""
+
+
+def check_shapes(args, state_dict):
+    """ShapeError unless state_dict holds exactly the weights of Transformer(args), shape by shape.
+    Runs before the model is built: model_args claiming n_layers=10**9 cost nothing."""
+    if args.max_seq_len > MAX_SEQ_LEN:
+        raise ShapeError(f"max_seq_len={args.max_seq_len} is beyond the limit of {MAX_SEQ_LEN} (model.MAX_SEQ_LEN)")
+    layers = {k.split(".")[1] for k in state_dict if k.startswith("layers.")}
+    if len(layers) != args.n_layers:
+        raise ShapeError(f"n_layers={args.n_layers} but the weights hold {len(layers)} layers")
+    want = param_shapes(args)
+    for name, shape in want.items():
+        if name not in state_dict:
+            raise ShapeError(f"Missing key {name}")
+        got = tuple(getattr(state_dict[name], "shape", ()))
+        if got != shape:
+            raise ShapeError(f"size mismatch for {name}: the weights are {got}, the settings make it {shape}")
+    extra = [k for k in state_dict if k not in want]
+    if extra:
+        raise ShapeError(f"Unexpected key {extra[0]}")
+
+
 def load_checkpoint(checkpoint):
     """Build a Transformer from a train.py ckpt.pt. ValueError on a bad file."""
     try:
@@ -474,8 +501,10 @@ def load_checkpoint(checkpoint):
                 raise ValueError(f"model_args {k} = {getattr(args, k)!r}")
         # torch.compile wraps the model and prefixes its keys
         state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        tied = torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"])
+        check_shapes(args, state_dict)
         model = Transformer(args)
-        if not torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"]):
+        if not tied:
             untie_classifier(model)
     except FileNotFoundError:
         raise ValueError(f"checkpoint not found: {checkpoint}") from None
@@ -484,6 +513,8 @@ def load_checkpoint(checkpoint):
     except pickle.UnpicklingError:  # torch's own message would advise weights_only=False
         raise ValueError(f"cannot load checkpoint {checkpoint}: not a train.py checkpoint (torch.load "
                          "with weights_only=True cannot read it)") from None
+    except ShapeError as e:
+        raise ValueError(f"cannot load checkpoint {checkpoint}: its weights do not fit its model_args ({e})") from None
     except Exception as e:
         raise ValueError(f"cannot load checkpoint {checkpoint}: "
                          f"{first_line(e, with_type=True)}") from None

@@ -43,6 +43,31 @@ def ffn_hidden_dim(dim, multiple_of):
     return multiple_of * ((hidden_dim + multiple_of - 1) // multiple_of)
 
 
+# the RoPE tables take max_seq_len x head_size floats whatever the weights are: a bound for file
+# headers and checkpoints, which could otherwise ask for any amount of memory
+MAX_SEQ_LEN = 1 << 20
+
+
+def param_shapes(args):
+    """name -> shape of every weight Transformer(args) holds (its state_dict), computed without
+    building it, so a file's model settings can be checked against its tensors first."""
+    kv_heads = args.n_heads if args.n_kv_heads is None else args.n_kv_heads
+    head = args.dim // args.n_heads
+    hidden = args.hidden_dim or ffn_hidden_dim(args.dim, args.multiple_of)
+    d = args.dim
+    shapes = {"tok_embeddings.weight": (args.vocab_size, d)}
+    for i in range(args.n_layers):
+        p = f"layers.{i}."
+        shapes.update({p + "attention.wq.weight": (args.n_heads * head, d), p + "attention.wk.weight": (kv_heads * head, d),
+                       p + "attention.wv.weight": (kv_heads * head, d), p + "attention.wo.weight": (d, args.n_heads * head),
+                       p + "feed_forward.w1.weight": (hidden, d), p + "feed_forward.w2.weight": (d, hidden),
+                       p + "feed_forward.w3.weight": (hidden, d), p + "attention_norm.weight": (d,),
+                       p + "ffn_norm.weight": (d,)})
+    shapes["norm.weight"] = (d,)
+    shapes["output.weight"] = (args.vocab_size, d)
+    return shapes
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
