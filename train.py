@@ -33,7 +33,8 @@ from configurator import configure
 from errors import die, first_line
 from export import check_shapes, export_size, model_export, torch_load
 from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic, write_bytes_atomic
-from model import ModelArgs, Transformer, gpu_peak_flops
+from gpus import gpu_peak_flops
+from model import ModelArgs, Transformer
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -404,7 +405,7 @@ if device_type == "cuda":
     peak = gpu_peak_flops(torch.cuda.get_device_name())
     if master_process:
         print(f"GPU: {torch.cuda.get_device_name()}, MFU against "
-              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in model.GPU_PEAK_FLOPS)"))
+              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in gpus.GPU_PEAK_FLOPS)"))
 
 if master_process:
     try:
