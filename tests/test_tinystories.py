@@ -6,6 +6,8 @@ import hashlib
 import io
 import json
 import os
+import re
+import signal
 import subprocess
 import sys
 import tarfile
@@ -562,3 +564,88 @@ def test_deep_json_and_special_files_in_the_input(tmp_path, sp_model, zh_stories
     for stage in ("pretokenize", "train_vocab"):
         assert_user_error(cli(stage, "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}", timeout=60),
                           "c.jsonl is not a regular file")
+
+
+# -----------------------------------------------------------------------------
+# faults: a full disk, kill -9, oversized documents
+
+def stories_dir(tmp_path, zh_stories, n_files, per_file):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n_files):
+        part = [zh_stories[(i * per_file + j) % len(zh_stories)] for j in range(per_file)]
+        (src / f"d{i:02d}.jsonl").write_bytes(shard_bytes(part))
+    return src
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_pretokenize_on_a_full_disk_is_one_line(tmp_path, sp_model, zh_stories, mode):
+    from faults import small_disk
+    src = stories_dir(tmp_path, zh_stories, 2, 1000)  # shards of ~200 KB
+    with small_disk(tmp_path / "disk", 64, mode) as (root, preexec):
+        with open(os.path.join(root, "tok512.model"), "wb") as f:
+            f.write(open(sp_model, "rb").read())
+        r = subprocess.run([sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}",
+                            f"--data_dir={src}", "--num_workers=2", "--encoder=sentencepiece"],
+                           capture_output=True, text=True, preexec_fn=preexec, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        # it said "... requested and ... written"
+        assert_user_error(r)  # (above it: tqdm's bar)
+        assert r.stderr.strip().splitlines()[-1].startswith(f"error: no space left on {root}/tok512/d0"), r.stderr
+        assert ".bin (need ~0." in r.stderr
+        assert os.listdir(os.path.join(root, "tok512")) == []
+
+
+def test_kill_9_of_pretokenize_takes_its_workers_along(tmp_path, sp_model, zh_stories):
+    from faults import kill_when, survivors, tagged
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    src = stories_dir(tmp_path, zh_stories, 12, 3000)
+    env, tag = tagged(dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}",
+           "--num_workers=2", "--encoder=sentencepiece"]
+    # tqdm's first update with a shard back and at least 6 to go: the workers are at work
+    kill_when(cmd, re.compile(rb"\| [1-6]/12 \["), env=env)
+    # they used to live on with parent pid 1, blocked on the task pipe for good
+    left = survivors(tag)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)  # a rerun finishes and cleans up
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(root / "tok512")) == [f"d{i:02d}.bin" for i in range(12)]
+    assert survivors(tag) == []
+
+
+def test_oversized_documents_are_skipped_unread(tmp_path, sp_model, zh_stories):
+    from faults import memory_limit
+    src = stories_dir(tmp_path, zh_stories, 2, 300)
+    # a tar bomb's payload: one sparse line of 1.25 GB, which used to be read whole (and then joined)
+    with open(src / "bomb.jsonl", "wb") as f:
+        f.write(b'{"story_zh": "' + "开头".encode() + b'"}\n')
+        f.truncate(5 << 28)
+        f.seek(0, 2)
+        f.write(b"\n" + shard_bytes(zh_stories[:1]))
+    (src / "big.txt").write_bytes(("很长" * (1 << 19)).encode())  # 3 MB of text in one document
+    (src / "fine.jsonl").write_bytes(shard_bytes(["不长"]) + b'{"story_zh": "' + b"x" * (2 << 20) + b'"}\n')
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, SCRIPT, "train_vocab", "--vocab_size=300", f"--data_root={tmp_path}",
+                        f"--data_dir={src}", "--max_doc_mb=1"], capture_output=True, text=True, env=env,
+                       preexec_fn=memory_limit(1024), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 3 lines or files over 1 MB (raise the bound with --max_doc_mb)" in r.stdout, r.stdout
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    r = subprocess.run([sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}",
+                        f"--data_dir={src}", "--max_doc_mb=1", "--num_workers=1"], capture_output=True, text=True,
+                       env=env, preexec_fn=memory_limit(1024), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 3 lines or files over 1 MB" in r.stdout, r.stdout
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    assert decode_shard(root / "tok512" / "bomb.bin", sp) == ["开头", zh_stories[0]]  # the lines around it stay
+    assert decode_shard(root / "tok512" / "fine.bin", sp) == ["不长"]
+    assert os.path.getsize(root / "tok512" / "big.bin") == 0
+    r = subprocess.run([sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}",
+                        f"--data_dir={src}", "--max_doc_mb=4", "--num_workers=1"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "skipped 1 lines or files over 4 MB" in r.stdout, r.stdout + r.stderr
