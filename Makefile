@@ -1,8 +1,11 @@
 # chinese-llama2.c — build the C runners, set up Python, run the demo and the tests.
 # `make demo` and `make test` work on a fresh clone: they create .venv themselves.
 
+# PYTHON: the interpreter the venv is made from; VENV, REQUIREMENTS: another venv with other pins,
+# e.g. the oldest supported versions: make test PYTHON=/usr/bin/python3 VENV=.venv-min REQUIREMENTS=requirements-min.txt
 PYTHON ?= python3
-VENV = .venv
+VENV ?= .venv
+REQUIREMENTS ?= requirements.txt
 PY = $(VENV)/bin/python
 
 # --- C programs (run.c, runq.c and their shared parts in llama2/) ---------------
@@ -130,9 +133,9 @@ serve-web: web
 	$(PYTHON) -m http.server $(WEB_PORT) --bind 127.0.0.1 --directory web
 
 # --- Python environment, demo, tests ----------------------------------------
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r $(REQUIREMENTS)
 	touch $@
 
 .PHONY: venv test demo demo_publish
