@@ -31,15 +31,23 @@ from errors import UserError, arg_parser, die, interrupted
 from fileio import write_atomic
 
 TEMPLATE = "[INST] {instruction} [/INST]"
-# the same template for llama.cpp / Ollama / transformers, which render a list of chat messages
-CHAT_TEMPLATE = ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
-                 "[INST] {{ message['content'] | trim }} [/INST]{% elif message['role'] == 'assistant' %}"
-                 "{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
+SLOT = "{instruction}"
 
 
 def render(instruction, template=TEMPLATE):
     """The prompt text for an instruction (BOS comes from the encoder)."""
-    return template.replace("{instruction}", instruction.strip())
+    return template.replace(SLOT, instruction.strip())
+
+
+def chat_template(template=TEMPLATE):
+    """The template as Jinja over a list of chat messages, as llama.cpp, Ollama and transformers
+    read it (GGUF tokenizer.chat_template, tokenizer_config.json): BOS, each user message in the
+    template, each answer followed by EOS."""
+    before, after = template.split(SLOT)
+    lit = lambda s: "{% raw %}" + s + "{% endraw %}" if "{" in s or "}" in s else s  # noqa: E731
+    return ("{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}"
+            f"{lit(before)}{{{{ message['content'] | trim }}}}{lit(after)}"
+            "{% elif message['role'] == 'assistant' %}{{ message['content'] }}{{ eos_token }}{% endif %}{% endfor %}")
 
 
 # -----------------------------------------------------------------------------
@@ -177,11 +185,11 @@ def derive(story, seed=0, split="train"):
         keep = (lambda w: heldout_pair(term, w)) if split == "heldout" else (lambda w: not heldout_pair(term, w))
         nouns, verbs = [w for w in nouns if keep(w)], [w for w in verbs if keep(w)]
     n = rng.choice([2, 2, 3])
-    words = rng.sample(nouns, min(len(nouns), n))
-    if len(words) < n and verbs:
-        words += rng.sample(verbs, min(len(verbs), n - len(words)))
-    if len(words) < 2:
+    if len(nouns) < 2:  # things are what a story can be planned around; an action only when it must
+        nouns += rng.sample(verbs, min(len(verbs), 2 - len(nouns)))
+    if len(nouns) < 2:
         return None
+    words = rng.sample(nouns, min(len(nouns), n))
     words.sort(key=story.find)  # in story order, as a writer would meet them
     sents = sentences(story)
     c = dict(name=name, kind=kind, hero=term, words=words,

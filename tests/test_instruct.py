@@ -104,9 +104,10 @@ def test_render_and_chat_template_agree():
     import jinja2
     text = instruct.render(" 讲一个故事。 ")
     assert text == "[INST] 讲一个故事。 [/INST]"
-    t = jinja2.Environment().from_string(instruct.CHAT_TEMPLATE)
-    assert t.render(bos_token="<s>", eos_token="</s>", messages=[{"role": "user", "content": " 讲一个故事。 "}]) \
-        == "<s>" + text
+    msgs = [{"role": "user", "content": " 讲一个故事。 "}]
+    for template in (instruct.TEMPLATE, "{{x}} <|user|>{instruction}{% raw %}\n"):
+        t = jinja2.Environment().from_string(instruct.chat_template(template))
+        assert t.render(bos_token="<s>", eos_token="</s>", messages=msgs) == "<s>" + instruct.render(" 讲一个故事。 ", template)
 
 
 @pytest.fixture(scope="module")
