@@ -254,10 +254,10 @@ elif init_from != "resume":
     if p.vocab_size != vocab_size:
         fail(f"{init_from} has vocab_size={p.vocab_size}, not {vocab_size}: use --vocab_size={p.vocab_size} "
              "and data pretokenized with its vocabulary")
+    # hidden_dim from the weights (a .bin has no multiple_of to derive it from)
     model_args.update(dim=p.dim, n_layers=p.n_layers, n_heads=p.n_heads, n_kv_heads=p.n_kv_heads,
-                      multiple_of=p.multiple_of, hidden_dim=init_model.layers[0].feed_forward.w1.weight.shape[0],
-                      norm_eps=p.norm_eps)
-    for k in ("dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of"):
+                      hidden_dim=init_model.layers[0].feed_forward.w1.weight.shape[0], norm_eps=p.norm_eps)
+    for k in ("dim", "n_layers", "n_heads", "n_kv_heads"):
         config[k] = model_args[k]  # the checkpoint's config says what was trained
     model = Transformer(ModelArgs(**model_args))
     if not shares_classifier(init_model):
