@@ -36,7 +36,7 @@ SLOT = "{instruction}"
 
 def render(instruction, template=TEMPLATE):
     """The prompt text for an instruction (BOS comes from the encoder)."""
-    return template.replace(SLOT, instruction.strip())
+    return template.replace(SLOT, instruction.strip(" \t\n\r\v\f"))  # ASCII whitespace, as run.c trims it
 
 
 def chat_template(template=TEMPLATE):
@@ -185,8 +185,8 @@ def derive(story, seed=0, split="train"):
         keep = (lambda w: heldout_pair(term, w)) if split == "heldout" else (lambda w: not heldout_pair(term, w))
         nouns, verbs = [w for w in nouns if keep(w)], [w for w in verbs if keep(w)]
     n = rng.choice([2, 2, 3])
-    if len(nouns) < 2:  # things are what a story can be planned around; an action only when it must
-        nouns += rng.sample(verbs, min(len(verbs), 2 - len(nouns)))
+    if len(nouns) < 2 and split != "heldout":  # things are what a story is planned around; an action
+        nouns += rng.sample(verbs, min(len(verbs), 2 - len(nouns)))  # only when it must (never in the benchmark)
     if len(nouns) < 2:
         return None
     words = rng.sample(nouns, min(len(nouns), n))

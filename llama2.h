@@ -354,6 +354,7 @@ typedef struct {
     int *table;            // open-addressing hash of mergeable pieces -> id, -1 empty
     uint32_t table_mask;
     int add_dummy_prefix, remove_extra_whitespaces; // sentencepiece's normalizer, from the trailer
+    char *template;        // an instruction-tuned model's prompt template (trailer version 2), or NULL
 } Tokenizer;
 
 static uint32_t hash_bytes(const unsigned char *s, int n) {
@@ -395,6 +396,8 @@ static FILE *open_tokenizer(const char *path) {
     return file;
 }
 
+#define TEMPLATE_SLOT "{instruction}" // where a prompt template puts the instruction
+
 static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
     memset(t, 0, sizeof(*t));
     t->vocab_size = vocab_size;
@@ -426,14 +429,24 @@ static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
         off += n;
     }
     // tokenizer.py appends a trailer the original run.c never reads: "spnm", int version 1,
-    // add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes. Without it: sentencepiece's
+    // add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes; version 2 adds the prompt template
+    // of an instruction-tuned model (u32 length, UTF-8 bytes). Without a trailer: sentencepiece's
     // dummy prefix, spaces kept (what the published tok5000.bin has always been encoded with).
     t->add_dummy_prefix = 1;
     t->remove_extra_whitespaces = 0;
     const unsigned char *tr = t->blob + off;
     size_t rest = (size_t)size - off;
-    if (rest == 12 && memcmp(tr, "spnm", 4) == 0 && read_i32(tr + 4) == 1 && tr[8] <= 1 && tr[9] <= 1 &&
-        tr[10] == 0 && tr[11] == 0) {
+    int version = rest >= 12 ? read_i32(tr + 4) : 0;
+    int head_ok = rest >= 12 && memcmp(tr, "spnm", 4) == 0 && tr[8] <= 1 && tr[9] <= 1 && tr[10] == 0 && tr[11] == 0;
+    int v1 = head_ok && version == 1 && rest == 12;
+    int v2 = head_ok && version == 2 && rest >= 16 && (size_t)(uint32_t)read_i32(tr + 12) == rest - 16;
+    if (v2) { // a NUL-terminated copy, checked: one slot, no NUL bytes inside
+        t->template = xcalloc(rest - 16 + 1, 1, "the tokenizer");
+        memcpy(t->template, tr + 16, rest - 16);
+        const char *slot = strstr(t->template, TEMPLATE_SLOT);
+        v2 = strlen(t->template) == rest - 16 && slot && !strstr(slot + 1, TEMPLATE_SLOT);
+    }
+    if (v1 || v2) {
         t->add_dummy_prefix = tr[8];
         t->remove_extra_whitespaces = tr[9];
     } else if (rest != 0) {
@@ -470,7 +483,25 @@ static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
 }
 
 static void free_tokenizer(Tokenizer *t) {
-    free(t->blob); free(t->piece); free(t->len); free(t->scores); free(t->byte_of); free(t->table);
+    free(t->blob); free(t->piece); free(t->len); free(t->scores); free(t->byte_of); free(t->table); free(t->template);
+}
+
+// The prompt for an instruction: the tokenizer's template with the instruction, ASCII whitespace
+// trimmed, in the slot (instruct.render in Python). The caller frees it.
+static char *render_instruction(const Tokenizer *t, const char *instruction) {
+    if (!t->template)
+        die("-m instruct needs an instruction-tuned model's tokenizer, one with a prompt template (tokenizer.py --instruct)");
+    const char *ws = " \t\n\r\v\f";
+    while (*instruction && strchr(ws, *instruction)) instruction++;
+    size_t n = strlen(instruction);
+    while (n > 0 && strchr(ws, instruction[n - 1])) n--;
+    const char *slot = strstr(t->template, TEMPLATE_SLOT);
+    size_t before = (size_t)(slot - t->template), after = strlen(slot + strlen(TEMPLATE_SLOT));
+    char *out = xcalloc(before + n + after + 1, 1, "the prompt");
+    memcpy(out, t->template, before);
+    memcpy(out + before, instruction, n);
+    memcpy(out + before + n, slot + strlen(TEMPLATE_SLOT), after);
+    return out;
 }
 
 // Length of the UTF-8 sequence starting at s (at most n bytes), or 1 for an invalid byte.
@@ -1309,15 +1340,16 @@ typedef struct {
     int *tokens;         // the prompt, BOS first
     int n, np;           // prompt tokens, and how many of them run (at most steps)
     int steps, pos, token, generated, done;
+    int echo;            // print the prompt (0: an instruction's answer, printed as a text of its own)
     float *logits;       // the logits the next token is sampled from
     Utf8Printer out;
     double t_start, t_prompt, t_end; // prompt start, prompt end (first sample), end
 } Generation;
 
 static void generation_start(Generation *g, Transformer *tr, const Tokenizer *tok, Sampler *sampler,
-                             const char *prompt, int steps) {
+                             const char *prompt, int steps, int echo) {
     memset(g, 0, sizeof(*g));
-    g->tr = tr; g->tok = tok; g->sampler = sampler; g->steps = steps;
+    g->tr = tr; g->tok = tok; g->sampler = sampler; g->steps = steps; g->echo = echo;
     const Config *c = transformer_config(tr);
     g->tokens = xcalloc(strlen(prompt) + 3, sizeof(int), "the prompt");
     int n = g->n = encode(tok, prompt, 1, 0, g->tokens);
@@ -1329,7 +1361,7 @@ static void generation_start(Generation *g, Transformer *tr, const Tokenizer *to
     g->t_start = time_in_s();
     for (int p = 0; p < np; p += block) g->logits = forward(tr, g->tokens + p, np - p < block ? np - p : block, p);
     g->t_prompt = time_in_s();
-    for (int i = 1; i <= np && i < n; i++) print_piece(tok, &g->out, g->tokens[i - 1], g->tokens[i]);
+    for (int i = 1; echo && i <= np && i < n; i++) print_piece(tok, &g->out, g->tokens[i - 1], g->tokens[i]);
     fflush(stdout);
     g->pos = np;
     g->token = g->tokens[n - 1];
@@ -1341,7 +1373,8 @@ static int generation_next(Generation *g) {
     if (g->done) return 0;
     int next = sample(g->sampler, g->logits, g->pos);
     if (next == BOS || next == EOS) { g->done = 1; return 0; } // the story is over
-    print_piece(g->tok, &g->out, g->token, next);
+    // an answer's first piece loses its leading space, as the first piece after BOS does
+    print_piece(g->tok, &g->out, !g->echo && g->pos == g->np ? BOS : g->token, next);
     if (g->out.len == 0) fflush(stdout);
     g->token = next;
     if (g->pos >= g->steps) { g->done = 1; return 1; }
@@ -1358,9 +1391,10 @@ static void generation_end(Generation *g) {
     g->tokens = NULL;
 }
 
-static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+static void generate(Transformer *tr, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps,
+                     int echo) {
     Generation g;
-    generation_start(&g, tr, tok, sampler, prompt, steps);
+    generation_start(&g, tr, tok, sampler, prompt, steps, echo);
     while (generation_next(&g)) {}
     generation_end(&g);
     printf("\n");
@@ -1429,9 +1463,11 @@ static void usage(FILE *f) {
     fprintf(f, "  -p <float>  p value in top-p (nucleus) sampling, 0 or 1 (off) or in [1e-30, 1), default 0.9\n");
     fprintf(f, "  -s <int>    random seed (decimal; a negative one wraps as in C), default 0 = time(NULL)\n");
     fprintf(f, "  -n <int>    number of steps to run for, default 256. 0 = max_seq_len\n");
-    fprintf(f, "  -i <string> input prompt\n");
+    fprintf(f, "  -i <string> input prompt (in instruct mode: the instruction)\n");
     fprintf(f, "  -z <string> optional path to custom tokenizer, default tokenizer.bin\n");
-    fprintf(f, "  -m <string> mode: generate|chat|tokenize, default: generate\n");
+    fprintf(f, "  -m <string> mode: generate|instruct|chat|tokenize, default: generate\n");
+    fprintf(f, "              instruct: a story for the instruction -i, in the prompt template of the\n");
+    fprintf(f, "              instruction-tuned model's tokenizer (e.g. -m instruct -i \"讲一个关于小狗的故事\")\n");
     fprintf(f, "  -y <string> (optional) system prompt in chat mode\n");
     fprintf(f, "  -h          print this help\n");
 }
@@ -1515,8 +1551,10 @@ static Options parse_args(int argc, char *argv[]) {
             case 'y': o.system_prompt = val; break;
         }
     }
-    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0)
-        die("unknown mode '%s' (expected generate, chat or tokenize)", o.mode);
+    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0 &&
+        strcmp(o.mode, "instruct") != 0)
+        die("unknown mode '%s' (expected generate, instruct, chat or tokenize)", o.mode);
+    if (strcmp(o.mode, "instruct") == 0 && (!o.prompt || !o.prompt[0])) die("-m instruct needs the instruction as -i");
     if (o.rng_seed == 0) o.rng_seed = (unsigned int)time(NULL);
     return o;
 }
@@ -1550,7 +1588,12 @@ static int llama2_main(int argc, char *argv[]) {
     if (dump && dump[0] && !(logits_dump = fopen(dump, "wb"))) die("cannot write LLAMA2_LOGITS file %s", dump);
 
     if (strcmp(o.mode, "tokenize") == 0) tokenize(&tokenizer, o.prompt ? o.prompt : "");
-    else if (strcmp(o.mode, "generate") == 0) generate(transformer, &tokenizer, &sampler, o.prompt ? o.prompt : "", o.steps);
+    else if (strcmp(o.mode, "generate") == 0) generate(transformer, &tokenizer, &sampler, o.prompt ? o.prompt : "", o.steps, 1);
+    else if (strcmp(o.mode, "instruct") == 0) {
+        char *prompt = render_instruction(&tokenizer, o.prompt);
+        generate(transformer, &tokenizer, &sampler, prompt, o.steps, 0);
+        free(prompt);
+    }
     else chat(transformer, &tokenizer, &sampler, o.prompt, o.system_prompt, o.steps);
     check_stdout();
     if (logits_dump) fclose(logits_dump);

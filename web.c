@@ -44,7 +44,7 @@ EMSCRIPTEN_KEEPALIVE void web_start(const char *prompt, float temperature, float
     if (steps <= 0 || steps > c->seq_len) steps = c->seq_len;
     build_sampler(&sampler, c->vocab_size, temperature, topp, rng_seed);
     have_sampler = 1;
-    generation_start(&gen, transformer, &tokenizer, &sampler, prompt, steps);
+    generation_start(&gen, transformer, &tokenizer, &sampler, prompt, steps, 1);
     running = 1;
 }
 
