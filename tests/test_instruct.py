@@ -170,3 +170,43 @@ def test_cli_errors_are_one_line(tmp_path):
         p = subprocess.run([sys.executable, str(ROOT / "instruct.py"), *args], capture_output=True, text=True,
                            timeout=60)
         assert p.returncode != 0 and "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_run_runq_sample_and_gguf_give_the_same_story(tmp_path, sp_model):
+    """One instruction, greedy: ./run -m instruct, ./runq -m instruct and sample.py --instruction print
+    the same story; the GGUF's chat_template renders the same prompt, so llama.cpp is given the same
+    tokens."""
+    import gguf
+    import jinja2
+    from cbuild import binary, export, random_model, run_c
+    from export import model_export
+    from tokenizer import Tokenizer
+    m = random_model(512, seed=5, max_seq_len=160)
+    tok = Tokenizer(sp_model).export(str(tmp_path / "tok.bin"), instruct.TEMPLATE)
+    instruction = "  讲一个关于小狗豆豆的故事，故事里要用到“风筝”和“公园”。\n"
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    prompt = [1] + sp.encode(instruct.render(instruction))
+    steps = len(prompt) + 40
+    for exe, version in (("run", 0), ("runq", 2)):
+        path = export(m, tmp_path / f"v{version}.bin", version)
+        c = run_c(binary(exe), path, tok, "-m", "instruct", "-t", 0, "-n", steps, "-i", instruction)
+        assert c.returncode == 0, c.stderr.decode()
+        py = subprocess.run([sys.executable, str(ROOT / "sample.py"), f"--checkpoint={path}", f"--tokenizer={sp_model}",
+                             f"--instruction={instruction}", "--temperature=0", f"--max_new_tokens={steps - len(prompt) + 1}"],
+                            capture_output=True, timeout=120)
+        assert py.returncode == 0, py.stderr.decode()
+        story = py.stdout.decode("utf-8").removesuffix("\n---------------\n")
+        assert len(story) > 10 and c.stdout.decode("utf-8") == story + "\n", exe
+    # the prompt tokens run.c feeds: ./run -m tokenize of the rendered prompt is sentencepiece's
+    t = run_c(binary("run"), tmp_path / "v0.bin", tok, "-m", "tokenize", "-i", instruct.render(instruction))
+    assert [int(x) for x in t.stdout.split()] == prompt
+    model_export(m, str(tmp_path / "m.gguf"), version="gguf", tokenizer=tok)
+    r = gguf.GGUFReader(str(tmp_path / "m.gguf"))
+    template = r.fields["tokenizer.chat_template"].contents()
+    text = jinja2.Environment().from_string(template).render(
+        bos_token="<s>", eos_token="</s>", messages=[{"role": "user", "content": instruction}])
+    assert text.startswith("<s>") and [1] + sp.encode(text[3:]) == prompt
+    # a tokenizer without a template: -m instruct says what is missing, in one line
+    plain = Tokenizer(sp_model).export(str(tmp_path / "plain.bin"))
+    c = run_c(binary("run"), tmp_path / "v0.bin", plain, "-m", "instruct", "-i", instruction)
+    assert c.returncode != 0 and b"prompt template" in c.stderr and c.stderr.count(b"\n") == 1
