@@ -102,7 +102,8 @@ EMFLAGS = -O3 $(CFLAGS_FP) -msimd128 -sMODULARIZE=1 -sINVOKE_RUN=0 -sENVIRONMENT
 WEB_PORT ?= 8000
 
 .PHONY: web serve-web emscripten
-web: web/index.html web/web_worker.js web/run.js web/runq.js web/stories_demo.bin web/tok_demo.bin
+web: web/index.html web/web_worker.js web/run.js web/runq.js web/stories_demo.bin web/tok_demo.bin \
+	web/stories_demo_instruct.bin web/tok_demo_instruct.bin
 
 emscripten:
 	@command -v emcc >/dev/null || { \

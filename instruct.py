@@ -112,7 +112,7 @@ def find_hero(story):
 
 def content_words(story, avoid=()):
     """The story's content words that can be asked for: jieba nouns and verbs of 2-4 Chinese
-    characters, no stopwords, nothing inside or around the hero's name. Nouns first, in story order."""
+    characters, no stopwords, nothing inside or around the hero's name; (nouns, verbs) in story order."""
     seen, nouns, verbs = set(), [], []
     for w in _jieba().cut(story, HMM=False):
         word = w.word
@@ -186,10 +186,13 @@ def derive(story, seed=0, split="train"):
         nouns, verbs = [w for w in nouns if keep(w)], [w for w in verbs if keep(w)]
     n = rng.choice([2, 2, 3])
     if len(nouns) < 2 and split != "heldout":  # things are what a story is planned around; an action
-        nouns += rng.sample(verbs, min(len(verbs), 2 - len(nouns)))  # only when it must (never in the benchmark)
+        nouns += verbs[:2 - len(nouns)]  # only when it must (never in the benchmark)
     if len(nouns) < 2:
         return None
-    words = rng.sample(nouns, min(len(nouns), n))
+    # the story's own topics: nouns it repeats first, then the earliest; a few more than needed, so
+    # the choice still varies
+    nouns.sort(key=lambda w: (story.count(w) < 2, story.find(w)))
+    words = rng.sample(nouns[:n + 1], min(len(nouns), n))
     words.sort(key=story.find)  # in story order, as a writer would meet them
     sents = sentences(story)
     c = dict(name=name, kind=kind, hero=term, words=words,
