@@ -244,38 +244,54 @@ def encode_pair(sp, instruction, story, template=TEMPLATE):
     return prompt + sp.encode(story) + [sp.eos_id()], len(prompt)
 
 
-def pretokenize(vocab_size, data_root="data", data_dir=None, seed=0):
-    from tinystories import _shard_names, _source_dir, iter_documents
+def _encode_file(task):
+    """Worker: one source file -> its .bin and .idx; returns (pairs, stats)."""
+    from tinystories import iter_documents
+    import sentencepiece as spm
+    src, model_path, base, seed = task
+    sp = spm.SentencePieceProcessor(model_file=model_path)
+    tokens, index, stats = [], [], {}
+    for c, story in iter_pairs(iter_documents([src], stats), stats, seed):
+        ids, story_start = encode_pair(sp, c["instruction"], story)
+        index += [len(tokens), len(tokens) + story_start]
+        tokens += ids
+    if len(tokens) >= 1 << 32:
+        raise UserError(f"{src}: more than 2^32 tokens in one shard; split the file")
+    write_atomic(np.array(tokens, dtype=np.uint16).tofile, base)
+    write_atomic(np.array(index, dtype=np.uint32).tofile, base[:-4] + ".idx")
+    return len(index) // 2, stats
+
+
+def pretokenize(vocab_size, data_root="data", data_dir=None, seed=0, num_workers=None):
+    """Instruction/story pairs of every source file into {data_root}/sft{vocab_size}/NAME.bin + .idx,
+    one process per file (jieba is pure Python)."""
+    from tinystories import _shard_names, _source_dir
     import sentencepiece as spm
     model_path = os.path.join(data_root, f"tok{vocab_size}.model")
     if not os.path.isfile(model_path):
         raise UserError(f"{model_path} not found (run: python3 tinystories.py train_vocab --vocab_size={vocab_size})")
-    sp = spm.SentencePieceProcessor(model_file=model_path)
-    if sp.vocab_size() != vocab_size:
-        raise UserError(f"{model_path} has {sp.vocab_size()} pieces, not {vocab_size}")
+    if spm.SentencePieceProcessor(model_file=model_path).vocab_size() != vocab_size:
+        raise UserError(f"{model_path} does not have {vocab_size} pieces")
     src_dir = data_dir or os.path.join(data_root, "TinyStories_all_data")
     files = _source_dir(data_root, data_dir)
     out_dir = os.path.join(data_root, f"sft{vocab_size}")
     os.makedirs(out_dir, exist_ok=True)
-    t0, stats, pairs = time.time(), {}, 0
     names = _shard_names(files, src_dir)
-    for f, name in zip(files, names):
-        tokens, index = [], []
-        for c, story in iter_pairs(iter_documents([f], stats), stats, seed):
-            ids, story_start = encode_pair(sp, c["instruction"], story)
-            index += [len(tokens), len(tokens) + story_start]
-            tokens += ids
-        if len(tokens) >= 1 << 32:
-            raise UserError(f"{f}: more than 2^32 tokens in one shard; split the file")
-        base = os.path.join(out_dir, name)
-        write_atomic(np.array(tokens, dtype=np.uint16).tofile, base)
-        write_atomic(np.array(index, dtype=np.uint32).tofile, base[:-4] + ".idx")
-        pairs += len(index) // 2
-    n, skipped = stats.get("stories", 0), stats.get("skipped", 0)
+    tasks = [(f, model_path, os.path.join(out_dir, n), seed) for f, n in zip(files, names)]
+    cpus = num_workers or (len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    t0 = time.time()
+    if min(cpus, len(tasks)) > 1:
+        from concurrent.futures import ProcessPoolExecutor
+        with ProcessPoolExecutor(max_workers=min(cpus, len(tasks))) as pool:
+            results = list(pool.map(_encode_file, tasks))
+    else:
+        results = [_encode_file(t) for t in tasks]
+    pairs = sum(r[0] for r in results)
+    n, skipped = sum(r[1].get("stories", 0) for r in results), sum(r[1].get("skipped", 0) for r in results)
     print(f"wrote {len(files)} shards to {out_dir}: {pairs} instruction/story pairs from {n} stories, "
           f"{skipped} skipped ({100 * skipped / max(n, 1):.1f}%: no hero, too few content words) "
           f"in {time.time() - t0:.1f}s; first shard {names[0]} is the validation split")
-    return pairs, stats
+    return pairs
 
 
 def read_shard(path):
