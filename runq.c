@@ -1,14 +1,25 @@
 /* Inference for Llama-2 Transformer models in pure C, int8 weights (Q8_0).
    Reads version 2 checkpoints (export.py --version 2): every matmul weight is int8 with one float
    scale per group of group_size values; activations are quantized the same way on the fly, so
-   matmuls are int8 x int8 dot products. The norms stay fp32. The tokenizer, sampler, generation
-   loop and command line are shared with run.c in llama2.h.
+   matmuls are int8 x int8 dot products. The norms stay fp32. This file holds the weights, the
+   int8 kernels and the forward pass; the parts shared with run.c are the includes.
 
    make run
    ./runq stories15M_q80.bin -z tok5000.bin -i "从前，有一只会飞的狗叫波波"
 */
-#include "llama2.h"
-
+#include "llama2/platform.h"   // errors, the model file in memory
+#include "llama2/checkpoint.h" // the header: Config, version, group size
+#include "llama2/ops.h"        // rmsnorm, attention, swiglu, the activations (RunState); simd.h picks the ISA's kernels
+#include "llama2/threads.h"    // for_each_tile: a matmul's rows shared by the threads
+#include "llama2/cli.h"        // tokenizer, sampler, generation and chat loops, the command line
+// the int8 kernels' variants for the target, when it has them (each replaces a loop of this file)
+#if defined(USE_AVX2)
+#include "llama2/x86_q8.h"
+#elif defined(USE_NEON)
+#include "llama2/neon_q8.h"
+#elif defined(USE_WASM_SIMD)
+#include "llama2/wasm_q8.h"
+#endif
 
 // ----------------------------------------------------------------------------
 // Transformer weights and state
@@ -44,7 +55,6 @@ struct Transformer {
     float *xs;         // (B, max(dim, hidden_dim) / group_size) their scales
     MappedFile file;
 };
-TRANSFORMER_CONFIG_FIRST;
 
 // For the floats read at load (norms, scales): the int8 activations would turn a NaN into
 // zeros and print nonsense, where run's fp32 NaN reaches the logits and the sampler stops.
@@ -61,15 +71,9 @@ static void check_finite(const char *path, const unsigned char *p, size_t n, con
 // group's 4 scales.
 static size_t scale_at(size_t r, size_t g, size_t ngroups) { return (r / 4 * ngroups + g) * 4 + r % 4; }
 
-// The browser build's tile order (llama2.h tile_order) for the tensors its int8 tile reads (group
-// sizes that are a multiple of 16; the others stay in row order for the portable loop).
-static void tile_order_q8(const QuantizedTensor *t, size_t rows, size_t cols, int gs) {
-#ifdef USE_WASM_SIMD
-    if (gs % 16 == 0) tile_order((int8_t *)t->q, rows, cols);
-#else
-    (void)t; (void)rows; (void)cols; (void)gs;
+#ifndef reorder_q8 // the tiles read the file's order (wasm_q8.h reorders)
+static inline void reorder_q8(const int8_t *q, size_t rows, size_t cols, int gs) { (void)q, (void)rows, (void)cols, (void)gs; }
 #endif
-}
 
 // Points n tensors of (rows, cols) values each at the file and copies their scales, advancing
 // *ptr past both. Values are round(w / (max|w| / 127)), so -128 never occurs in a real file; the
@@ -89,7 +93,7 @@ static QuantizedTensor *init_quantized_tensors(const char *path, QuantizedTensor
             for (size_t g = 0; g < ngroups; g++) // memcpy: odd sizes leave the file's scales unaligned
                 memcpy(&out[i].s[scale_at(r, g, ngroups)], *ptr + (r * ngroups + g) * sizeof(float), sizeof(float));
         *ptr += rows * ngroups * sizeof(float);
-        if (matmul) tile_order_q8(&out[i], rows, cols, gs);
+        if (matmul) reorder_q8(out[i].q, rows, cols, gs);
     }
     return out;
 }
@@ -126,12 +130,12 @@ static void memory_map_weights(const char *path, TransformerWeights *w, const Co
     w->wcls = shared ? emb : init_quantized_tensors(path, next, &ptr, 1, V, dim, gs, 1);
     w->token_embedding_table = xcalloc(V * dim, sizeof(float), "the token embedding");
     dequantize(emb, w->token_embedding_table, V, dim, gs); // reads rows: before a shared classifier's tile order
-    if (shared) tile_order_q8(emb, V, dim, gs);
+    if (shared) reorder_q8(emb->q, V, dim, gs);
 }
 
 static Transformer *build_transformer(const char *checkpoint_path) {
     Transformer *t = xcalloc(1, sizeof(Transformer), "the model");
-    map_file(&t->file, checkpoint_path);
+    map_file(&t->file, checkpoint_path, REORDERS_WEIGHTS);
     Header h;
     read_header(checkpoint_path, t->file.data, t->file.size, &h);
     if (h.version != 2) die("%s is an fp32 (version %d) checkpoint: run it with ./run", checkpoint_path, h.version);
@@ -157,73 +161,27 @@ static void free_transformer(Transformer *t) {
     free(t);
 }
 
-
 // ----------------------------------------------------------------------------
-// kernels: activation quantization and the int8 matmul, this file's only SIMD code (attention
-// and the other fp32 kernels are in llama2.h). The portable loops come first and are the
-// reference; the SIMD tiles after them are compiled for the target's ISA (llama2.h picks it;
-// -DLLAMA2_SCALAR or make runportable keeps only the loops) and tested against them.
+// the int8 kernels: the reference loops; the ISA files' variants replace them where they fit
 
 // Quantizes T rows of n floats per group of gs: scale = max|x| / 127, q = round(x / scale).
-static void quantize(int8_t *q, float *s, const float *x, int T, int n, int gs) {
+static inline void quantize_ref(int8_t *q, float *s, const float *x, int T, int n, int gs) {
     for (size_t g = 0; g < (size_t)T * n / gs; g++) {
         const float *xg = x + g * gs;
         int8_t *qg = q + g * gs;
         float wmax = 0.0f;
-        int i = 0;
-#ifdef USE_AVX2
-        if (gs % 8 == 0) { // max|x| 8 at a time; like the loop below, max_ps(v, m) skips NaNs
-            __m256 m = _mm256_setzero_ps(), sign = _mm256_set1_ps(-0.0f);
-            for (; i < gs; i += 8) m = _mm256_max_ps(_mm256_andnot_ps(sign, _mm256_loadu_ps(xg + i)), m);
-            float lanes[8];
-            _mm256_storeu_ps(lanes, m);
-            for (int l = 0; l < 8; l++) if (lanes[l] > wmax) wmax = lanes[l];
-        }
-#elif defined(USE_WASM_SIMD)
-        if (gs % 4 == 0) { // pmax(m, v) is m < v ? v : m, so like the loop below it skips NaNs
-            v128_t m = wasm_f32x4_splat(0.0f);
-            for (; i < gs; i += 4) m = wasm_f32x4_pmax(m, wasm_f32x4_abs(wasm_v128_load(xg + i)));
-            float lanes[4];
-            wasm_v128_store(lanes, m);
-            for (int l = 0; l < 4; l++) if (lanes[l] > wmax) wmax = lanes[l];
-        }
-#endif
-        for (; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
+        for (int i = 0; i < gs; i++) { float v = fabsf(xg[i]); if (v > wmax) wmax = v; }
         float scale = wmax / 127.0f;
         s[g] = scale;
-        i = 0;
-#ifdef USE_AVX2
-        if (scale > 0.0f) { // 8 at a time; roundf(v) == trunc(v + copysign(0.49999997f, v))
-            __m256 sc = _mm256_set1_ps(scale), half = _mm256_set1_ps(0.49999997f), sign = _mm256_set1_ps(-0.0f);
-            for (; i + 8 <= gs; i += 8) {
-                __m256 v = _mm256_div_ps(_mm256_loadu_ps(xg + i), sc);
-                v = _mm256_add_ps(v, _mm256_or_ps(half, _mm256_and_ps(v, sign)));
-                __m256i r = _mm256_cvttps_epi32(v); // |v| <= 127.5: fits
-                __m128i r16 = _mm_packs_epi32(_mm256_castsi256_si128(r), _mm256_extracti128_si256(r, 1));
-                _mm_storel_epi64((__m128i *)(qg + i), _mm_packs_epi16(r16, r16));
-            }
-        }
-#elif defined(USE_WASM_SIMD)
-        if (scale > 0.0f) { // 16 at a time, rounding as the AVX2 path does (roundf is a libc call here)
-            v128_t sc = wasm_f32x4_splat(scale), half = wasm_f32x4_splat(0.49999997f), sign = wasm_f32x4_splat(-0.0f);
-            for (; i + 16 <= gs; i += 16) {
-                v128_t r[4];
-                for (int b = 0; b < 4; b++) {
-                    v128_t v = wasm_f32x4_div(wasm_v128_load(xg + i + 4 * b), sc);
-                    // trunc_sat: |v| <= 127.5 fits, and a NaN becomes 0 as in the loop
-                    r[b] = wasm_i32x4_trunc_sat_f32x4(wasm_f32x4_add(v, wasm_v128_or(half, wasm_v128_and(v, sign))));
-                }
-                // the saturating narrows clamp to [-128, 127]; |v| <= 127.5 never reaches -128
-                wasm_v128_store(qg + i, wasm_i8x16_narrow_i16x8(wasm_i16x8_narrow_i32x4(r[0], r[1]), wasm_i16x8_narrow_i32x4(r[2], r[3])));
-            }
-        }
-#endif
-        for (; i < gs; i++) {
+        for (int i = 0; i < gs; i++) {
             float r = scale > 0.0f ? roundf(xg[i] / scale) : 0.0f;
             qg[i] = (int8_t)(r > 127.0f ? 127 : r < -127.0f ? -127 : r == r ? r : 0); // NaN -> 0
         }
     }
 }
+#ifndef quantize
+#define quantize quantize_ref
+#endif
 
 // One output of the portable path: int32 sums per group, scaled and summed in float.
 static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const float *xs, int n, int gs) {
@@ -237,241 +195,52 @@ static float dot_q8(const int8_t *wq, const float *ws, const int8_t *xq, const f
 }
 
 // Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T with x already quantized; T tokens share each W load.
-static void matmul_rows_scalar(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n,
-                               int d, int gs, int i) {
+static inline void matmul_rows_q8_ref(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n,
+                                      int d, int gs, int i) {
     for (int r = i; r < d && r < i + 4; r++)
         for (int t = 0; t < T; t++)
             xout[(size_t)t * d + r] = dot_q8(w->q + (size_t)r * n, w->s + scale_at(r, 0, n / gs),
                                              xq + (size_t)t * n, xs + (size_t)t * n / gs, n, gs);
 }
 
-// The SIMD tiles below: 4 rows i..i+3 of W (R < 4 for the last rows of W) times C tokens (1 or
+// The ISA files' tiles (matmul_tile_q8): 4 rows i..i+3 of W (R < 4 for the last rows of W) times C tokens (1 or
 // 2) of x. A group's int32 sums of the 4 rows are gathered into one vector, converted, scaled by
 // the group's 4 row scales at once (one load: see scale_at) and accumulated in float, so the
 // work per group is shared by 4 rows. Every output is summed in the same order whatever the
 // tile, so a token's logits do not depend on the prefill block or the thread count.
-
-// --- x86-64: AVX2, with VNNI (AVX-512 VNNI or AVX-VNNI) and 512-bit vectors when the CPU has them
-#if defined(USE_AVX2)
-#define Q8_STEP 32 // bytes of a row per step: group sizes must be a multiple
-
-// 32 int8 products w . x summed into 8 int32 lanes. maddubs wants one unsigned operand, so x's
-// signs move onto the weights: |x| * (w * sign(x)) == w * x, and xa = |x| serves every row.
-// Returns acc + those sums. With VNNI one instruction adds each 4 products into acc; without,
-// maddubs sums pairs into int16 and madd the pairs of pairs into int32: the same integers.
-static inline __m256i dot32_i8(__m256i acc, const int8_t *w, __m256i x, __m256i xa) {
-    __m256i ws = _mm256_sign_epi8(_mm256_loadu_si256((const __m256i *)w), x);
-#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
-    return _mm256_dpbusd_epi32(acc, xa, ws);
-#elif defined(__AVXVNNI__)
-    return _mm256_dpbusd_avx_epi32(acc, xa, ws);
-#else
-    __m256i p16 = _mm256_maddubs_epi16(xa, ws); // |pair sums| <= 2*127*127: no saturation
-    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
-#endif
-}
-
-#if defined(USE_AVX512) && defined(__AVX512VNNI__)
-// The same for two rows at once, w0 in lanes 0..7 and w1 in lanes 8..15 of one 512-bit vector
-// (x and xa hold the 32 activations twice): half the instructions, the same integers. AVX-512
-// has no sign_epi8, so the weights are negated under the mask of x's negative bytes.
-static inline __m512i dot32x2_i8(__m512i acc, const int8_t *w0, const int8_t *w1, __m512i x, __m512i xa) {
-    __m512i w = _mm512_inserti64x4(_mm512_castsi256_si512(_mm256_loadu_si256((const __m256i *)w0)),
-                                   _mm256_loadu_si256((const __m256i *)w1), 1);
-    w = _mm512_mask_sub_epi8(w, _mm512_movepi8_mask(x), _mm512_setzero_si512(), w);
-    return _mm512_dpbusd_epi32(acc, xa, w);
-}
-#endif
-
-// Per group and token the 4 rows' 8-lane sums are added pairwise into one vector (row r's
-// halves in lanes r and r+4), which the end of the tile adds up.
-static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
-                                                              const QuantizedTensor *w, int n, int d, int gs,
-                                                              int i, int t, int R, int C) {
-    const int8_t *wi = w->q + (size_t)i * n;
-    int ahead = prefetch_ahead(i, d);
-    const float *wsi = w->s + scale_at(i, 0, n / gs);
-    __m256 acc[2];
-    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
-    for (int j = 0, g = 0; j < n; j += gs, g++) {
-        __m256 wscale = _mm256_broadcast_ps((const __m128 *)(wsi + 4 * g)); // rows i..i+3, twice
-        for (int c = 0; c < C; c++) {
-            const int8_t *x = xq + (size_t)(t + c) * n;
-            __m256i sum[4];
-            for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
-#if defined(USE_AVX512) && defined(__AVX512VNNI__)
-            if (R == 4) { // rows 0 and 1 in one vector, 2 and 3 in another
-                __m512i s01 = _mm512_setzero_si512(), s23 = _mm512_setzero_si512();
-                for (int k = j; k < j + gs; k += 32) {
-                    if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k), __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k + 64);
-                    __m512i xv = _mm512_broadcast_i64x4(_mm256_loadu_si256((const __m256i *)(x + k)));
-                    __m512i xa = _mm512_abs_epi8(xv);
-                    s01 = dot32x2_i8(s01, wi + k, wi + n + k, xv, xa);
-                    s23 = dot32x2_i8(s23, wi + 2 * (size_t)n + k, wi + 3 * (size_t)n + k, xv, xa);
-                }
-                sum[0] = _mm512_castsi512_si256(s01); sum[1] = _mm512_extracti64x4_epi64(s01, 1);
-                sum[2] = _mm512_castsi512_si256(s23); sum[3] = _mm512_extracti64x4_epi64(s23, 1);
-            } else
-#endif
-            for (int k = j; k < j + gs; k += 32) {
-                // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
-                if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k), __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k + 64);
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
-                for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
-            }
-            __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
-            __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), scale, acc[c]);
-        }
-    }
-    for (int c = 0; c < C; c++) {
-        float out[4];
-        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc[c]), _mm256_extractf128_ps(acc[c], 1)));
-        for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
-    }
-}
-
-// --- aarch64 NEON, with the dot-product extension (sdot) when the target has it
-#elif defined(USE_NEON)
-#define Q8_STEP 16
-
-// 16 int8 products w . x summed into 4 int32 lanes: acc + those sums. sdot adds each 4 products
-// into a lane; without it, widening multiplies to int16 (|2 products| <= 2*127*127 fits) and a
-// pairwise widening add: the same integers.
-static inline int32x4_t dot16_i8(int32x4_t acc, const int8_t *w, int8x16_t x) {
-    int8x16_t wv = vld1q_s8(w);
-#ifdef __ARM_FEATURE_DOTPROD
-    return vdotq_s32(acc, wv, x);
-#else
-    int16x8_t p = vmull_s8(vget_low_s8(wv), vget_low_s8(x));
-    return vpadalq_s16(acc, vmlal_high_s8(p, wv, x));
-#endif
-}
-
-static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
-                                                              const QuantizedTensor *w, int n, int d, int gs,
-                                                              int i, int t, int R, int C) {
-    const int8_t *wi = w->q + (size_t)i * n;
-    int ahead = prefetch_ahead(i, d);
-    const float *wsi = w->s + scale_at(i, 0, n / gs);
-    float32x4_t acc[2];
-    for (int c = 0; c < C; c++) acc[c] = vdupq_n_f32(0.0f);
-    for (int j = 0, g = 0; j < n; j += gs, g++) {
-        float32x4_t wscale = vld1q_f32(wsi + 4 * g); // rows i..i+3
-        for (int c = 0; c < C; c++) {
-            const int8_t *x = xq + (size_t)(t + c) * n;
-            int32x4_t sum[4];
-            for (int r = 0; r < 4; r++) sum[r] = vdupq_n_s32(0);
-            for (int k = j; k < j + gs; k += 16) {
-                if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k); // 4 tiles ahead, 64 bytes a step
-                int8x16_t xv = vld1q_s8(x + k);
-                for (int r = 0; r < R; r++) sum[r] = dot16_i8(sum[r], wi + (size_t)r * n + k, xv);
-            }
-            int32x4_t rows = vpaddq_s32(vpaddq_s32(sum[0], sum[1]), vpaddq_s32(sum[2], sum[3])); // row r in lane r
-            float32x4_t scale = vmulq_n_f32(wscale, xs[(size_t)(t + c) * (n / gs) + g]);
-            acc[c] = vfmaq_f32(acc[c], vcvtq_f32_s32(rows), scale);
-        }
-    }
-    for (int c = 0; c < C; c++) {
-        float out[4];
-        vst1q_f32(out, acc[c]);
-        for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
-    }
-}
-#endif
-
-// --- WebAssembly SIMD128 (make web)
-#ifdef USE_WASM_SIMD
-// 16 int8 products w . x summed into 4 int32 lanes. Values are in [-127, 127] (weights checked at
-// load, activations clamped), so a product fits an int16 and so does the sum of two (2 * 127 * 127
-// < 32767): the low and high halves' products are added as int16 before one widening add.
-static inline v128_t dot16_i8(v128_t acc, v128_t w, v128_t x) {
-    v128_t p = wasm_i16x8_add(wasm_i16x8_extmul_low_i8x16(w, x), wasm_i16x8_extmul_high_i8x16(w, x));
-    return wasm_i32x4_add(acc, wasm_i32x4_extadd_pairwise_i16x8(p));
-}
-
-// The 4 rows' int32 sums, one row a lane: exact, so the order of the adds does not matter.
-static inline v128_t hsum_rows(const v128_t s[4]) {
-    v128_t a = wasm_i32x4_add(wasm_i32x4_shuffle(s[0], s[1], 0, 4, 1, 5), wasm_i32x4_shuffle(s[0], s[1], 2, 6, 3, 7));
-    v128_t b = wasm_i32x4_add(wasm_i32x4_shuffle(s[2], s[3], 0, 4, 1, 5), wasm_i32x4_shuffle(s[2], s[3], 2, 6, 3, 7));
-    return wasm_i32x4_add(wasm_i32x4_shuffle(a, b, 0, 1, 4, 5), wasm_i32x4_shuffle(a, b, 2, 3, 6, 7));
-}
-
-// The int8 tile in WebAssembly SIMD128: 4 rows i..i+3 of W (in tile order, llama2.h) times C (1 or
-// 2) tokens, group size a multiple of 16. A group's int32 sums are scaled as dot_q8 scales them,
-// one row a lane, so the result is the portable path's to the bit.
-static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, const int8_t *xq, const float *xs,
-                                                                   const QuantizedTensor *w, int n, int d, int gs,
-                                                                   int i, int t, int C) {
+static void matmul_rows_q8(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n,
+                           int d, int gs, int i) {
+#ifdef Q8_STEP // the tile, where the group size is a multiple of its step
     const int8_t *wi = w->q + (size_t)i * n;
     const float *wsi = w->s + scale_at(i, 0, n / gs);
-    v128_t acc[2];
-    for (int c = 0; c < C; c++) acc[c] = wasm_f32x4_splat(0.0f);
-    for (int j = 0, g = 0; j < n; j += gs, g++) {
-        v128_t sum[2][4];
-        for (int c = 0; c < C; c++) for (int r = 0; r < 4; r++) sum[c][r] = wasm_i32x4_splat(0);
-        for (int k = j; k < j + gs; k += 16) {
-            v128_t xv[2];
-            for (int c = 0; c < C; c++) xv[c] = wasm_v128_load(xq + (size_t)(t + c) * n + k);
-            for (int r = 0; r < 4; r++) {
-                v128_t wv = wasm_v128_load(wi + 4 * (size_t)k + 16 * r); // tile order
-                for (int c = 0; c < C; c++) sum[c][r] = dot16_i8(sum[c][r], wv, xv[c]);
-            }
-        }
-        v128_t wscale = wasm_v128_load(wsi + 4 * g);
-        for (int c = 0; c < C; c++) {
-            v128_t prod = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(hsum_rows(sum[c])), wscale);
-            acc[c] = wasm_f32x4_add(acc[c], wasm_f32x4_mul(prod, wasm_f32x4_splat(xs[(size_t)(t + c) * (n / gs) + g])));
-        }
-    }
-    for (int c = 0; c < C; c++) wasm_v128_store(xout + (size_t)(t + c) * d + i, acc[c]);
-}
-#endif
-
-
-// --- dispatch: the SIMD tiles when the target has them and the group size fits
-static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d,
-                        int gs, int i) {
-#ifdef Q8_STEP
-    if (gs % Q8_STEP == 0) {
+    if (gs % Q8_STEP == 0 && (Q8_PARTIAL_TILES || i + 4 <= d)) {
         int t = 0;
         if (i + 4 > d) {
-            for (; t < T; t++) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, d - i, 1);
+            for (; t < T; t++) matmul_tile_q8(xout, xq, xs, wi, wsi, n, d, gs, i, t, d - i, 1);
         } else if (gs == 32) { // the usual group size: a constant lets the compiler unroll the group
-            for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, 32, i, t, 4, 2);
-            if (t < T) matmul_tile(xout, xq, xs, w, n, d, 32, i, t, 4, 1);
+            for (; t + 2 <= T; t += 2) matmul_tile_q8(xout, xq, xs, wi, wsi, n, d, 32, i, t, 4, 2);
+            if (t < T) matmul_tile_q8(xout, xq, xs, wi, wsi, n, d, 32, i, t, 4, 1);
         } else {
-            for (; t + 2 <= T; t += 2) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 2);
-            if (t < T) matmul_tile(xout, xq, xs, w, n, d, gs, i, t, 4, 1);
+            for (; t + 2 <= T; t += 2) matmul_tile_q8(xout, xq, xs, wi, wsi, n, d, gs, i, t, 4, 2);
+            if (t < T) matmul_tile_q8(xout, xq, xs, wi, wsi, n, d, gs, i, t, 4, 1);
         }
         return;
     }
-#elif defined(USE_WASM_SIMD)
-    if (gs % 16 == 0 && i + 4 <= d) { // the last rows (fewer than 4) take the portable loop
-        int t = 0;
-        for (; t + 2 <= T; t += 2) matmul_tile_wasm(xout, xq, xs, w, n, d, gs, i, t, 2);
-        if (t < T) matmul_tile_wasm(xout, xq, xs, w, n, d, gs, i, t, 1);
-        return;
-    }
 #endif
-    matmul_rows_scalar(xout, xq, xs, w, T, n, d, gs, i);
+    matmul_rows_q8_ref(xout, xq, xs, w, T, n, d, gs, i);
 }
 
-// xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
+typedef struct { float *xout; const int8_t *xq; const float *xs; const QuantizedTensor *w; int T, n, d, gs; } Matmul;
+
+static void matmul_tile4(void *ctx, int k) {
+    const Matmul *m = ctx;
+    matmul_rows_q8(m->xout, m->xq, m->xs, m->w, m->T, m->n, m->d, m->gs, 4 * k);
+}
+
+// xout (T,d) = x (T,n) @ W (d,n)^T with x quantized in xq, xs; 4 rows at a time, the threads sharing them
 static void matmul(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d, int gs) {
-#ifdef _OPENMP
-    if (use_threads()) { // each thread its part of the rows, then batches of the others' (llama2.h)
-        share_tiles((d + 3) / 4);
-        #pragma omp parallel
-        {
-            int a, b;
-            while (share_next(&a, &b))
-                for (int k = a; k < b; k++) matmul_rows(xout, xq, xs, w, T, n, d, gs, 4 * k);
-        }
-        return;
-    }
-#endif
-    for (int i = 0; i < d; i += 4) matmul_rows(xout, xq, xs, w, T, n, d, gs, i);
+    Matmul m = {xout, xq, xs, w, T, n, d, gs};
+    for_each_tile((d + 3) / 4, matmul_tile4, &m);
 }
 
 // ----------------------------------------------------------------------------
@@ -498,7 +267,7 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         matmul(s->k, xq, xs, w->wk + l, T, dim, kv_dim, gs);
         matmul(s->v, xq, xs, w->wv + l, T, dim, kv_dim, gs);
 
-        // RoPE and multihead causal attention (llama2.h)
+        // RoPE and multihead causal attention
         attention(s->xb, s->q, s->k, s->v, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
@@ -526,6 +295,13 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
 }
 
 // ----------------------------------------------------------------------------
-// the tokenizer, sampler, generation loops and command line live in llama2.h
+// the model as the generation loops see it (generate.h), and main
 
-int main(int argc, char *argv[]) { return llama2_main(argc, argv); }
+void open_model(Model *m, const char *checkpoint_path) {
+    Transformer *t = build_transformer(checkpoint_path);
+    *m = (Model){t, &t->config, PREFILL_BLOCK, forward, free_transformer};
+}
+
+#ifndef TESTING // tests/ and the browser build (web.c) bring their own entry points
+int main(int argc, char *argv[]) { return llama2_main(argc, argv, open_model); }
+#endif

@@ -23,13 +23,16 @@ import glob
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -545,60 +548,60 @@ def _text_of(obj, check=True):
     return obj
 
 
-def _jsonl_fast(raw):
-    """All objects of a clean .jsonl file in one json.loads call (as one array), about twice as fast as
-    a call per line; None when the file has any line that would not parse on its own."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    lines = [line for line in text.split("\n") if line.strip(" \t\n\r\x0b\x0c")]
-    try:
-        objs = json.loads("[" + ",".join(lines) + "]")
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply, e.g. [[[[...]]]]
-        return None
-    if len(objs) != len(lines):  # a line like `1, 2` holds two values: let the line-by-line path judge
-        return None
-    return objs, bool(re.search(r"\\u[dD][89abAB]", text))  # lone surrogates only come from escapes
+MAX_DOC_MB = 16  # a line of a .jsonl, or a whole .json/.txt/.md, over this is skipped (--max_doc_mb)
+_SURROGATE = re.compile(rb"\\u[dD][89abAB]")  # a lone surrogate can only come from such an escape
 
 
-def _values(path):
+def _values(path, max_bytes, stats):
     """(JSON value or text, check) for every document in one file; the value is None for a line or
-    file that does not parse. check says whether strings may hold lone surrogates (see _text_of)."""
+    file that does not parse. check says whether strings may hold lone surrogates (see _text_of).
+    A line (.jsonl) or file (.json/.txt/.md) longer than max_bytes is skipped unread and counted in
+    stats["too_big"]: nothing is ever read whole, so a crafted file (a 2 GB line) costs no memory."""
     with open(path, "rb") as f:
-        raw = f.read()
-    if path.endswith(".jsonl"):
-        fast = _jsonl_fast(raw)
-        if fast is not None:
-            objs, check = fast
-            for obj in objs:
-                yield obj, check
+        if not path.endswith(".jsonl"):
+            raw = f.read(max_bytes + 1)
+            if len(raw) > max_bytes:
+                stats["too_big"] = stats.get("too_big", 0) + 1
+                return
+            try:
+                docs = json.loads(raw.decode("utf-8")) if path.endswith(".json") else [raw.decode("utf-8")]
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                yield None, True
+                return
+            for d in docs if isinstance(docs, list) else [docs]:
+                yield d, True
             return
-        for line in raw.split(b"\n"):
+        while line := f.readline(max_bytes + 1):
+            if len(line) > max_bytes and not line.endswith(b"\n"):  # too long: skip to its end
+                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                stats["too_big"] = stats.get("too_big", 0) + 1
+                continue
             if line.strip():
                 try:
-                    yield json.loads(line.decode("utf-8")), True
-                except (UnicodeDecodeError, ValueError, RecursionError):
+                    yield json.loads(line.decode("utf-8")), _SURROGATE.search(line) is not None
+                except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: [[[[...]]]]
                     yield None, True
-        return
-    try:
-        docs = json.loads(raw.decode("utf-8")) if path.endswith(".json") else [raw.decode("utf-8")]
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        yield None, True
-        return
-    for d in docs if isinstance(docs, list) else [docs]:
-        yield d, True
 
 
-def iter_documents(files, stats):
-    """Yield the stories in files; malformed or non-UTF-8 lines/files are skipped and counted in stats."""
+def iter_documents(files, stats, max_doc_mb=MAX_DOC_MB):
+    """Yield the stories in files; malformed or non-UTF-8 lines/files are skipped and counted in
+    stats["bad"], those over max_doc_mb MB in stats["too_big"]."""
     for path in files:
-        for value, check in _values(path):
+        for value, check in _values(path, max_doc_mb << 20, stats):
             text = _text_of(value, check)
             if text is None:
                 stats["bad"] = stats.get("bad", 0) + 1
             elif text := text.strip():
                 yield text
+
+
+def skipped(stats, max_doc_mb, sep=", "):
+    """What iter_documents skipped, for the summary line ("" when nothing was)."""
+    out = f"{sep}skipped {stats['bad']} malformed or non-UTF-8 lines or files" if stats.get("bad") else ""
+    if stats.get("too_big"):
+        out += f"{sep}skipped {stats['too_big']} lines or files over {max_doc_mb} MB (raise the bound with --max_doc_mb)"
+    return out
 
 
 def _source_dir(data_root, data_dir):
@@ -621,9 +624,11 @@ def _source_dir(data_root, data_dir):
 # -----------------------------------------------------------------------------
 # train_vocab and pretokenize
 
-def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=20_000_000):
+def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=20_000_000, max_doc_mb=MAX_DOC_MB):
     """Train tok{vocab_size}.model on a bounded sample of the stories, read as a stream. The sample is
     taken from the training shards first (the first shard is validation), spread over the files."""
+    if max_doc_mb <= 0:
+        raise UserError(f"max_doc_mb must be positive, got {max_doc_mb}")
     if not 0 < vocab_size <= 65535:
         raise UserError(f"vocab_size must be in 1..65535 (the shards are uint16), got {vocab_size}")
     if max_chars <= 0:  # would train on a single story without a word
@@ -634,7 +639,7 @@ def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=2
     texts, total, stats = [], 0, {}
     for path in files:
         got = 0
-        for text in iter_documents([path], stats):
+        for text in iter_documents([path], stats, max_doc_mb):
             texts.append(text)
             got += len(text)
             if got >= per_file or total + got >= max_chars:
@@ -643,7 +648,7 @@ def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=2
         if total >= max_chars:
             break
     print(f"training a {vocab_size}-piece BPE vocabulary on {len(texts)} stories ({total} characters)"
-          + (f", skipped {stats['bad']} malformed lines" if stats.get("bad") else ""))
+          + skipped(stats, max_doc_mb))
     prefix = os.path.join(data_root, f"tok{vocab_size}")
     os.makedirs(data_root, exist_ok=True)
     t0 = time.time()
@@ -713,13 +718,35 @@ def encode_shard_fast(enc, texts, threads=1, name="?"):
 
 def _encode_file(task):
     """Worker: tokenize one source file into one uint16 shard, [BOS] + tokens + [EOS] per story."""
-    src, model_path, out_path, threads, use_fast = task
+    src, model_path, out_path, threads, use_fast, max_doc_mb = task
     sp, fast, _ = _encoders(model_path)
     stats = {}
-    texts = list(iter_documents([src], stats))
+    texts = list(iter_documents([src], stats, max_doc_mb))
     arr = encode_shard_fast(fast, texts, threads, src) if use_fast else encode_shard(sp, texts, threads)
-    write_atomic(arr.tofile, out_path)  # a shard is either whole or absent
-    return src, len(texts), sum(map(len, texts)), len(arr), stats.get("bad", 0)
+    write_atomic(arr.tofile, out_path, arr.nbytes)  # a shard is either whole or absent
+    return src, len(texts), sum(map(len, texts)), len(arr), stats
+
+
+def _die_with_parent(parent_pid):
+    """Pool worker initializer: the worker ends when pretokenize's process does, even by kill -9.
+    Otherwise it waits forever for tasks on a pipe that its siblings hold open."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch():  # elsewhere: notice the parent's death by being adopted
+        while os.getppid() == parent_pid:
+            time.sleep(1)
+        os._exit(1)
+    if os.getppid() == parent_pid:  # on Windows it never changes: no watch there
+        threading.Thread(target=watch, daemon=True).start()
 
 
 def _shard_names(files, data_dir):
@@ -730,7 +757,8 @@ def _shard_names(files, data_dir):
     return [n + ".bin" for n in names]
 
 
-def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers=None, encoder="auto"):
+def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers=None, encoder="auto",
+                max_doc_mb=MAX_DOC_MB):
     """Tokenize every source file into {data_root}/tok{vocab_size}/NAME.bin. vocab_size=0 uses the
     Llama 2 tokenizer.model (as the original) and writes the shards next to the sources.
     encoder: "bpe" (bpe.c, see tokenizer.fast_encoder), "sentencepiece", or "auto" (bpe.c when it can)."""
@@ -738,6 +766,8 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
         raise UserError(f"encoder must be auto, bpe or sentencepiece, got {encoder!r}")
     if not 0 <= vocab_size <= 65535:
         raise UserError(f"vocab_size must be in 1..65535 (the shards are uint16), got {vocab_size}")
+    if max_doc_mb <= 0:
+        raise UserError(f"max_doc_mb must be positive, got {max_doc_mb}")
     model_path = os.path.join(data_root, f"tok{vocab_size}.model") if vocab_size else "tokenizer.model"
     if not os.path.isfile(model_path):
         raise UserError(f"{model_path} not found (run: python3 tinystories.py train_vocab --vocab_size={vocab_size})"
@@ -770,14 +800,18 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     if not use_fast and encoder == "auto":
         print(f"encoding with sentencepiece: {why_not}")
     encoder = "bpe.c" if use_fast else "sentencepiece"
-    tasks = [(f, model_path, os.path.join(out_dir, n), threads, use_fast) for f, n in zip(files, names)]
+    tasks = [(f, model_path, os.path.join(out_dir, n), threads, use_fast, max_doc_mb) for f, n in zip(files, names)]
     from tqdm import tqdm
     results = []
     if workers == 1:
         for t in tqdm(tasks, desc="pretokenize", unit="shard"):
             results.append(_encode_file(t))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # fork where there is one (Linux): the workers inherit the encoders, and are our children
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
+            # (map cancels the tasks not started yet when one fails, e.g. on a full disk)
             for r in tqdm(pool.map(_encode_file, tasks), total=len(tasks), desc="pretokenize", unit="shard"):
                 results.append(r)
     stale = [f for f in glob.glob(os.path.join(out_dir, "*.bin")) if os.path.basename(f) not in set(names)]
@@ -786,12 +820,11 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     stories = sum(r[1] for r in results)
     chars = sum(r[2] for r in results)
     tokens = sum(r[3] for r in results)
-    bad = sum(r[4] for r in results)
+    stats = {k: sum(r[4].get(k, 0) for r in results) for k in ("bad", "too_big")}
     dt = time.time() - t0
     print(f"wrote {len(results)} shards to {out_dir}: {stories} stories, {chars} characters, {tokens} tokens "
           f"({tokens / max(stories, 1):.1f} per story) in {dt:.1f}s ({chars / max(dt, 1e-9):,.0f} chars/s, {encoder}); "
-          f"first shard {names[0]} is the validation split"
-          + (f"; skipped {bad} malformed or non-UTF-8 lines" if bad else ""))
+          f"first shard {names[0]} is the validation split" + skipped(stats, max_doc_mb, "; "))
     return results
 
 
@@ -917,6 +950,8 @@ def main(argv=None):
                         ".jsonl/.json/.txt/.md files instead of the downloaded shards")
     parser.add_argument("--data_root", default=DATA_CACHE_DIR, help="the cache folder (default: data)")
     parser.add_argument("--max_chars", type=int, default=20_000_000, help="train_vocab: sample size in characters")
+    parser.add_argument("--max_doc_mb", type=int, default=MAX_DOC_MB, help="train_vocab/pretokenize: a .jsonl "
+                        "line or a .json/.txt/.md file over this many MB is skipped (and counted)")
     parser.add_argument("--num_workers", type=int, default=0, help="pretokenize: cores to use (0: all)")
     parser.add_argument("--encoder", default="auto", choices=["auto", "bpe", "sentencepiece"],
                         help="pretokenize: bpe.c (make bpe; same tokens, faster) or sentencepiece; auto: bpe.c if it can")
@@ -933,9 +968,10 @@ def main(argv=None):
         elif args.stage == "download_model":
             download_model(args.model, args.out_dir)
         elif args.stage == "train_vocab":
-            train_vocab(args.vocab_size, args.data_root, args.data_dir, args.max_chars)
+            train_vocab(args.vocab_size, args.data_root, args.data_dir, args.max_chars, args.max_doc_mb)
         elif args.stage == "pretokenize":
-            pretokenize(args.vocab_size, args.data_root, args.data_dir, args.num_workers or None, args.encoder)
+            pretokenize(args.vocab_size, args.data_root, args.data_dir, args.num_workers or None, args.encoder,
+                        args.max_doc_mb)
     except (UserError, OSError) as e:
         die(e)
     except KeyboardInterrupt:

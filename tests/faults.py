@@ -13,6 +13,7 @@ killed with SIGKILL at a point it reports, and a check that nothing of ours outl
 
 import contextlib
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -90,21 +91,21 @@ def survivors(tag, wait=10.0):
 
 
 def kill_when(cmd, marker, env=None, cwd=None, timeout=120, preexec_fn=None):
-    """Runs cmd, SIGKILLs it as soon as a line of its output contains marker; returns everything it
-    printed up to then (str). Fails when the program ends before it prints marker."""
+    """Runs cmd, SIGKILLs it as soon as a line of its output contains marker (a str, or a compiled
+    bytes regex searched in the output); returns everything it printed up to then (str). Fails when
+    the program ends before it prints marker."""
     p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env, cwd=cwd,
                          preexec_fn=preexec_fn)
     out = b""
-    want = marker.encode("utf-8")
+    want = marker if isinstance(marker, re.Pattern) else re.compile(re.escape(marker.encode("utf-8")))
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
             chunk = os.read(p.stdout.fileno(), 65536)  # whatever is there: a "\r" update has no "\n"
             if not chunk:
                 break
-            start = max(0, len(out) - len(want))
             out += chunk
-            if want in out[start:]:
+            if want.search(out):
                 p.send_signal(signal.SIGKILL)
                 p.wait()
                 return out.decode("utf-8", "replace")
