@@ -101,7 +101,8 @@ EMFLAGS = -O3 $(CFLAGS_FP) -msimd128 -sMODULARIZE=1 -sINVOKE_RUN=0 -sENVIRONMENT
 WEB_PORT ?= 8000
 
 .PHONY: web serve-web emscripten
-web: web/index.html web/web_worker.js web/run.js web/runq.js web/stories_demo.bin web/tok_demo.bin
+web: web/index.html web/web_worker.js web/run.js web/runq.js web/stories_demo.bin web/tok_demo.bin \
+	web/stories_demo_instruct.bin web/tok_demo_instruct.bin
 
 # emcc must be there (make deps installs Debian's, or use emsdk)
 emscripten:
@@ -200,14 +201,55 @@ demo: venv run bpe $(DEMO_TOK).bin $(DEMO_OUT)/stories_demo.bin $(DEMO_OUT)/stor
 	@echo "  ./run $(DEMO_OUT)/stories_demo.bin -z $(DEMO_TOK).bin -t 0 -i '从前'"
 	@echo "  $(PY) sample.py --checkpoint=$(DEMO_OUT)/ckpt.pt --tokenizer=$(DEMO_TOK).model --start='从前'"
 
-# copy the demo's model and tokenizer into demo/ (the files committed for a quick start)
+# The instruct demo: the committed demo model (demo/stories_demo.bin) fine-tuned on instructions that
+# instruct.py derives from the sample corpus (a few extra minutes), then a story written to an
+# instruction. The tokenizer .bin keeps the prompt template, which ./run -m instruct applies.
+DEMO_SFT_OUT = out/demo_instruct
+DEMO_SFT_BASE = demo/stories_demo.bin
+DEMO_INSTRUCTION = 讲一个关于小狗豆豆的故事，故事里要用到“风筝”和“公园”。
+DEMO_SFT = config/train_demo_instruct.py --vocab_source=custom --vocab_size=$(DEMO_VOCAB) \
+	--data_root=$(DEMO_DATA) --out_dir=$(DEMO_SFT_OUT)
+
+$(DEMO_DATA)/sft$(DEMO_VOCAB)/.done: $(DEMO_TOK).model
+	@echo "== [1/3] instructions derived from the sample corpus, pretokenized with the story vocabulary"
+	$(TIMED) $(PY) instruct.py pretokenize --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA)
+	touch $@
+
+$(DEMO_SFT_OUT)/.trained: $(DEMO_DATA)/sft$(DEMO_VOCAB)/.done
+	@echo "== [2/3] fine-tune $(DEMO_SFT_BASE) on them (SFT, 2 gloo ranks through torchrun)"
+	$(TIMED) $(VENV)/bin/torchrun --standalone --nproc_per_node=2 train.py $(DEMO_SFT) \
+		--init_from=$(if $(wildcard $(DEMO_SFT_OUT)/ckpt.pt),resume,$(DEMO_SFT_BASE))
+	touch $@
+
+$(DEMO_SFT_OUT)/stories_demo_instruct.bin: $(DEMO_SFT_OUT)/.trained
+	$(TIMED) $(PY) export.py $@ --version 0 --checkpoint $(DEMO_SFT_OUT)/ckpt.pt
+
+$(DEMO_TOK)_instruct.bin: $(DEMO_TOK).model
+	$(TIMED) $(PY) tokenizer.py --tokenizer-model=$< --instruct --output=$@
+
+.PHONY: demo-instruct demo_publish_instruct
+demo-instruct: venv run $(DEMO_TOK)_instruct.bin $(DEMO_SFT_OUT)/stories_demo_instruct.bin
+	@echo "== [3/3] a story written to an instruction: $(DEMO_INSTRUCTION)"
+	./run $(DEMO_SFT_OUT)/stories_demo_instruct.bin -z $(DEMO_TOK)_instruct.bin -m instruct -t 0.8 -s 42 -n 0 \
+		-i '$(DEMO_INSTRUCTION)'
+	@echo
+	@echo "Try more:"
+	@echo "  ./run $(DEMO_SFT_OUT)/stories_demo_instruct.bin -z $(DEMO_TOK)_instruct.bin -m instruct -i '写一个小故事：一只叫咪咪的小猫，还有“气球”和“花园”。'"
+	@echo "  $(PY) sample.py --checkpoint=$(DEMO_SFT_OUT)/ckpt.pt --instruction='讲一个关于莉莉的故事，故事里要用到“贝壳”和“海边”。'"
+	@echo "  $(PY) bench/bench_instruct.py --model=$(DEMO_SFT_OUT)/stories_demo_instruct.bin --tokenizer=$(DEMO_TOK)_instruct.bin"
+
+# copy the demo's models and tokenizers into demo/ (the files committed for a quick start)
 demo_publish: demo
 	mkdir -p demo
 	cp $(DEMO_OUT)/stories_demo.bin demo/stories_demo.bin
 	cp $(DEMO_TOK).bin demo/tok_demo.bin
 
+demo_publish_instruct: demo-instruct
+	cp $(DEMO_SFT_OUT)/stories_demo_instruct.bin demo/stories_demo_instruct.bin
+	cp $(DEMO_TOK)_instruct.bin demo/tok_demo_instruct.bin
+
 .PHONY: clean
 clean:
 	rm -f run runq run.exe runq.exe libbpe.so
 	rm -rf tests/bin
-	rm -rf $(DEMO_OUT) web
+	rm -rf $(DEMO_OUT) $(DEMO_SFT_OUT) web

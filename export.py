@@ -31,7 +31,7 @@ from errors import arg_parser, die, first_line, interrupted
 from fileio import nbytes, write_atomic
 from model import (MAX_SEQ_LEN, ModelArgs, Transformer, param_shapes, precompute_freqs_cis, shares_classifier,
                    untie_classifier)
-from tokenizer import load_vocab
+from tokenizer import load_vocab, read_tokenizer_bin
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32
 HEADER_BYTES = 256  # v1/v2 header size, padded with zeros
@@ -184,8 +184,9 @@ def _hf_permute(w, n_heads, dim1, dim2):
     return w.view(n_heads, dim1 // n_heads // 2, 2, dim2).transpose(1, 2).reshape(dim1, dim2)
 
 
-def hf_export(model, dirpath, dtype=torch.float16):
-    """Hugging Face LlamaForCausalLM layout: dirpath/config.json + dirpath/pytorch_model.bin."""
+def hf_export(model, dirpath, dtype=torch.float16, template=None):
+    """Hugging Face LlamaForCausalLM layout: dirpath/config.json + dirpath/pytorch_model.bin, and for an
+    instruction-tuned model (template) tokenizer_config.json with its chat_template."""
     p = model.params
     header = model_header(model)
     dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len = header
@@ -232,10 +233,16 @@ def hf_export(model, dirpath, dtype=torch.float16):
     os.makedirs(dirpath, exist_ok=True)
     write_atomic(lambda tmp: torch.save(sd, tmp), os.path.join(dirpath, "pytorch_model.bin"), nbytes(sd))
 
-    def write_config(tmp):
-        with open(tmp, "w") as f:
-            json.dump(config, f, indent=2)
-    write_atomic(write_config, os.path.join(dirpath, "config.json"))
+    def write_json(obj, name):
+        def write(tmp):
+            with open(tmp, "w", encoding="utf-8") as f:
+                json.dump(obj, f, indent=2, ensure_ascii=False)
+        write_atomic(write, os.path.join(dirpath, name))
+    write_json(config, "config.json")
+    if template:
+        from instruct import chat_template
+        write_json({"tokenizer_class": "LlamaTokenizer", "bos_token": "<s>", "eos_token": "</s>", "unk_token": "<unk>",
+                    "add_bos_token": False, "chat_template": chat_template(template)}, "tokenizer_config.json")
 
 
 GGUF_TYPES = ["f32", "f16", "q8_0"]
@@ -245,12 +252,13 @@ GGUF_LAYER_NAMES = {"attention_norm": "attn_norm", "attention.wq": "attn_q", "at
                     "feed_forward.w1": "ffn_gate", "feed_forward.w2": "ffn_down", "feed_forward.w3": "ffn_up"}
 
 
-def gguf_export(model, filepath, tokenizer_path, gguf_type="f32"):
+def gguf_export(model, filepath, tokenizer_path, gguf_type="f32", template=None):
     """GGUF, architecture llama, with the vocabulary (a sentencepiece .model or run.c's .bin) as a
     llama/sentencepiece one. wq and wk go in unpermuted: llama2.c and llama.cpp's llama both rotate
     adjacent pairs (x[2i], x[2i+1]); only Hugging Face's rotate_half layout needs _hf_permute.
     Norms stay F32 (as llama.cpp's converter does); F16/Q8_0 apply to the matrices, and a matrix
-    whose rows do not split into Q8_0's blocks of 32 stays F32."""
+    whose rows do not split into Q8_0's blocks of 32 stays F32. An instruction-tuned model's prompt
+    template (given, or kept in the tokenizer .bin) goes in as tokenizer.chat_template."""
     import gguf
     Q = gguf.GGMLQuantizationType
     dim, hidden_dim, n_layers, n_heads, n_kv_heads, vocab_size, seq_len = model_header(model)
@@ -278,6 +286,10 @@ def gguf_export(model, filepath, tokenizer_path, gguf_type="f32"):
     w.add_add_eos_token(False)
     w.add_add_space_prefix(bool(vocab["add_dummy_prefix"]))
     w.add_remove_extra_whitespaces(bool(vocab["remove_extra_whitespaces"]))
+    template = template or vocab["template"]
+    if template:
+        from instruct import chat_template
+        w.add_chat_template(chat_template(template))
 
     def put(name, t):
         a = t.detach().cpu().to(torch.float32).numpy()
@@ -301,11 +313,11 @@ def gguf_export(model, filepath, tokenizer_path, gguf_type="f32"):
     w.close()
 
 
-def model_export(model, filepath, version=0, dtype=torch.float32, tokenizer=None, gguf_type="f32"):
+def model_export(model, filepath, version=0, dtype=torch.float32, tokenizer=None, gguf_type="f32", template=None):
     """Export model to filepath in the given version (0, 1, 2, -1 = Hugging Face, or "gguf";
-    dtype for -1 only, tokenizer and gguf_type for gguf only)."""
+    dtype for -1 only, tokenizer and gguf_type for gguf only, template for gguf and -1)."""
     if version == "gguf":
-        gguf_export(model, filepath, tokenizer, gguf_type)
+        gguf_export(model, filepath, tokenizer, gguf_type, template)
     elif version == 0:
         legacy_export(model, filepath)
     elif version == 1:
@@ -313,7 +325,7 @@ def model_export(model, filepath, version=0, dtype=torch.float32, tokenizer=None
     elif version == 2:
         version2_export(model, filepath)
     elif version == -1:
-        hf_export(model, filepath, dtype)
+        hf_export(model, filepath, dtype, template)
     else:
         raise ValueError(f"unknown export version {version} (expected 0, 1, 2, -1 or gguf)")
 
@@ -529,13 +541,20 @@ def load_checkpoint(checkpoint):
     return model
 
 
+def checkpoint_template(checkpoint):
+    """The prompt template train.py --task=sft kept in a checkpoint's config, or None."""
+    template = torch_load(checkpoint).get("config", {}).get("template")
+    return template if isinstance(template, str) and template else None
+
+
 def main(argv=None):
     parser = arg_parser("export a model to the llama2.c formats or GGUF")
     parser.add_argument("filepath", type=str, help="the output filepath (a folder for --version -1)")
     parser.add_argument("--version", default="0", choices=["-1", "0", "1", "2", "gguf"], help="the version to export with")
     parser.add_argument("--dtype", type=str, default="fp32", choices=["fp16", "fp32"], help="dtype of the Hugging Face export")
     parser.add_argument("--gguf_type", default="f32", choices=GGUF_TYPES, help="weight type of the GGUF export")
-    parser.add_argument("--tokenizer", type=str, help="gguf: the vocabulary, a sentencepiece .model or run.c's tokenizer .bin")
+    parser.add_argument("--tokenizer", type=str, help="gguf: the vocabulary, a sentencepiece .model or run.c's tokenizer .bin "
+                        "(-1: only read for the prompt template of an instruction-tuned model)")
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--checkpoint", type=str, help="model checkpoint, .pt file")
     group.add_argument("--bin", type=str, help="a llama2.c .bin (v0/v1/v2) to convert")
@@ -547,13 +566,16 @@ def main(argv=None):
     try:
         model = load_checkpoint(args.checkpoint) if args.checkpoint else load_model_bin(args.bin)
         check_finite(model)
+        template = checkpoint_template(args.checkpoint) if args.checkpoint else None
+        if template is None and args.tokenizer and not args.tokenizer.endswith(".model"):
+            template = read_tokenizer_bin(args.tokenizer, model.params.vocab_size)["template"]
         if version == -1:
-            model_export(model, args.filepath, version, dtype)
+            model_export(model, args.filepath, version, dtype, template=template)
         elif os.path.isdir(args.filepath):
             raise ValueError(f"{args.filepath} is a folder; give the path of the file to write")
         else:
-            write_atomic(lambda tmp: model_export(model, tmp, version, dtype, args.tokenizer, args.gguf_type),
-                         args.filepath, export_size(model, version, dtype, args.gguf_type))
+            write_atomic(lambda tmp: model_export(model, tmp, version, dtype, args.tokenizer, args.gguf_type,
+                                                  template), args.filepath, export_size(model, version, dtype, args.gguf_type))
     except (ValueError, OSError) as e:
         die(e)
     except KeyboardInterrupt:

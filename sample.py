@@ -4,11 +4,14 @@ Sample stories from a trained model, printing them as they are generated.
     python3 sample.py --checkpoint=out/ckpt.pt --start=从前 --max_new_tokens=200
     python3 sample.py --checkpoint=stories15M.bin --tokenizer=data/tok5000.model --temperature=0
     python3 sample.py --checkpoint=out/model.bin --tokenizer=data/tok5000.model --start=FILE:prompt.txt
+    python3 sample.py --checkpoint=out/sft/ckpt.pt --instruction='讲一个关于小狗豆豆的故事，要用到“风筝”和“公园”。'
 
 --checkpoint is a train.py ckpt.pt or a llama2.c .bin (version 0 or 1; version 2 is dequantized).
 --tokenizer is a sentencepiece .model; for a ckpt.pt it defaults to {data_root}/tok{vocab_size}.model
 of the training run. Settings are --key=value as in train.py. temperature 0 is greedy.
 Generation stops at max_new_tokens or when the model ends the story (EOS or a new BOS).
+--instruction wraps the text in the prompt template of an instruction-tuned model (train.py
+--task=sft keeps it in the checkpoint; a .bin model uses instruct.TEMPLATE) and prints the story only.
 """
 
 import os
@@ -24,6 +27,7 @@ from export import check_finite, load_checkpoint, load_model_bin
 # -----------------------------------------------------------------------------
 checkpoint = "out/ckpt.pt"
 start = ""  # or "FILE:prompt.txt" to read the prompt from a file
+instruction = ""  # an instruction for an instruction-tuned model (or "FILE:instruction.txt")
 num_samples = 1  # number of samples to draw
 max_new_tokens = 256  # number of tokens generated in each sample
 temperature = 1.0  # 1.0 = no change, < 1.0 = less random, > 1.0 = more random, 0 = greedy
@@ -61,11 +65,12 @@ if ptdtype is None:
 ctx = nullcontext() if not device.startswith("cuda") else torch.amp.autocast(device_type="cuda", dtype=ptdtype)
 
 # the model, and the tokenizer it was trained with
+run = {}
 try:
     if checkpoint.endswith(".pt"):
         model = load_checkpoint(checkpoint)
+        run = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config", {})
         if not tokenizer:
-            run = torch.load(checkpoint, map_location="cpu", weights_only=True).get("config", {})
             if run.get("vocab_source") == "custom":
                 tokenizer = os.path.join(run.get("data_root", "data"), f"tok{model.params.vocab_size}.model")
     else:
@@ -87,16 +92,31 @@ except Exception as e:
 if tok.n_words != model.params.vocab_size:
     die(f"tokenizer {tokenizer} has {tok.n_words} pieces but the model's vocab_size is {model.params.vocab_size}")
 
-if start.startswith("FILE:"):
+
+
+def read_text(value, what):
+    if value.startswith("FILE:"):
+        try:
+            with open(value[5:], "r", encoding="utf-8") as f:
+                value = f.read()
+        except (OSError, UnicodeDecodeError) as e:
+            die(f"cannot read {what} file {value[5:]}: {e}")
     try:
-        with open(start[5:], "r", encoding="utf-8") as f:
-            start = f.read()
-    except (OSError, UnicodeDecodeError) as e:
-        die(f"cannot read prompt file {start[5:]}: {e}")
-try:
-    start.encode("utf-8")
-except UnicodeEncodeError:  # bytes from the command line that are no UTF-8 arrive as lone surrogates
-    die("the prompt (--start) is not valid UTF-8")
+        value.encode("utf-8")
+    except UnicodeEncodeError:  # bytes from the command line that are no UTF-8 arrive as lone surrogates
+        die(f"the {what} is not valid UTF-8")
+    return value
+
+
+start = read_text(start, "prompt (--start)")
+if instruction:
+    if start:
+        die("give --start or --instruction, not both")
+    from instruct import TEMPLATE, render
+    instruction = read_text(instruction, "instruction")
+    if not instruction.strip():
+        die("the instruction is empty")
+    start = render(instruction, run.get("template") or TEMPLATE)
 start_ids = tok.encode(start, bos=True, eos=False)
 if len(start_ids) > model.params.max_seq_len:
     die(f"the prompt is {len(start_ids)} tokens, longer than the model's context of {model.params.max_seq_len}")
@@ -105,7 +125,10 @@ stop_ids = {tok.eos_id, tok.bos_id}
 with torch.no_grad(), ctx:
     for k in range(num_samples):
         idx = torch.tensor(start_ids, dtype=torch.long, device=device)[None, ...]
-        printed = stream_decode(tok, start_ids, "")
+        # an instruction's prompt is not echoed: the story is the answer, decoded on its own (as
+        # sentencepiece decodes a story, without the leading space of its first piece)
+        shown = len(start_ids) if instruction else 0
+        printed = stream_decode(tok, start_ids[shown:], "")
         for _ in range(max_new_tokens):
             try:
                 idx = model.generate(idx, 1, temperature=temperature, top_k=top_k or None)
@@ -117,9 +140,9 @@ with torch.no_grad(), ctx:
             if int(idx[0, -1]) in stop_ids:
                 idx = idx[:, :-1]
                 break
-            printed = stream_decode(tok, idx[0].tolist(), printed)
+            printed = stream_decode(tok, idx[0, shown:].tolist(), printed)
         # whatever is still held back (a character cut off by max_new_tokens) is printed as is
-        text = tok.decode(idx[0].tolist())
+        text = tok.decode(idx[0, shown:].tolist())
         if text.startswith(printed):
             sys.stdout.write(text[len(printed):])
         sys.stdout.write("\n---------------\n")

@@ -2,13 +2,16 @@
 The sentencepiece tokenizer, and its export to the flat .bin that run.c reads with -z.
 
     python3 tokenizer.py --tokenizer-model=data/tok5000.model    # writes data/tok5000.bin
+    python3 tokenizer.py -t data/tok5000.model --instruct -o data/tok5000_instruct.bin  # + the prompt template
 
 .bin layout (see FORMATS.md): uint32 max_token_length, then per token id: float32 score,
 int32 byte length n, n raw bytes. "▁" becomes a space, BOS is written as "\\n<s>\\n" and EOS as
 "\\n</s>\\n"; byte-fallback pieces stay literally "<0xAB>" (run.c turns them into the raw byte).
 After the pieces comes a 12-byte trailer with the normalizer settings run.c must copy (the
 original run.c reads exactly vocab_size pieces and never sees it); vocabularies run.c cannot
-encode exactly (unigram, non-identity normalization, ...) are refused.
+encode exactly (unigram, non-identity normalization, ...) are refused. With a prompt template (an
+instruction-tuned model's, instruct.TEMPLATE) the trailer is version 2 and holds it too; without
+one the file is exactly what it always was.
 
 fast_encoder(model_path) returns a FastEncoder over bpe.c's libbpe.so (`make bpe`) that encodes
 whole batches of documents exactly as sentencepiece does, several times faster, or None with the
@@ -29,6 +32,8 @@ TOKENIZER_MODEL = os.path.join("data", "tok5000.model")  # the Chinese 5000-piec
 # the .bin trailer: magic, version, add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes
 TRAILER = struct.Struct("<4siBB2x")
 TRAILER_MAGIC, TRAILER_VERSION = b"spnm", 1
+TEMPLATE_VERSION = 2  # the trailer version that adds: u32 n, n bytes of UTF-8 prompt template
+TEMPLATE_SLOT = "{instruction}"  # where the instruction goes (instruct.SLOT)
 NORMAL, UNKNOWN, CONTROL, USER_DEFINED, UNUSED, BYTE = 1, 2, 3, 4, 5, 6  # sentencepiece piece types
 
 
@@ -63,8 +68,9 @@ class Tokenizer:
     def decode(self, t):
         return self.sp_model.decode(list(t))
 
-    def export(self, out_path=None):
-        """Write the .bin next to the model (data/tok5000.model -> data/tok5000.bin); returns its path."""
+    def export(self, out_path=None, template=None):
+        """Write the .bin next to the model (data/tok5000.model -> data/tok5000.bin); returns its path.
+        template: an instruction-tuned model's prompt template, kept in a version-2 trailer."""
         spec = read_model_spec(self.model_path)
         why = encoder_mismatch(spec)
         if why:
@@ -83,16 +89,34 @@ class Tokenizer:
         chunks = [struct.pack("<I", max_token_length)]
         for b, score in zip(tokens, scores):
             chunks += [struct.pack("<fi", score, len(b)), b]
-        chunks.append(TRAILER.pack(TRAILER_MAGIC, TRAILER_VERSION, int(bool(spec["add_dummy_prefix"])),
+        version = TRAILER_VERSION
+        if template is not None:
+            check_template(template)
+            version = TEMPLATE_VERSION
+        chunks.append(TRAILER.pack(TRAILER_MAGIC, version, int(bool(spec["add_dummy_prefix"])),
                                    int(bool(spec["remove_extra_whitespaces"]))))
+        if template is not None:
+            raw = template.encode("utf-8")
+            chunks += [struct.pack("<I", len(raw)), raw]
         write_bytes_atomic(out_path, chunks)  # a crash never leaves half a file
         return out_path
 
 
+def check_template(template):
+    """ValueError unless template is a prompt template: UTF-8 text with one {instruction} slot."""
+    try:
+        template.encode("utf-8")
+    except UnicodeEncodeError:
+        raise ValueError("the prompt template is not valid UTF-8") from None
+    if template.count(TEMPLATE_SLOT) != 1:
+        raise ValueError(f"the prompt template must hold {TEMPLATE_SLOT} exactly once, got {template!r}")
+
+
 def read_tokenizer_bin(path, vocab_size):
     """Read run.c's tokenizer .bin as run.c does: vocab_size pieces, then nothing or the trailer.
-    Returns dict(pieces=[bytes], scores=[float], add_dummy_prefix, remove_extra_whitespaces, trailer).
-    A file without trailer (the published tok5000.bin) means: dummy prefix, spaces kept."""
+    Returns dict(pieces=[bytes], scores=[float], add_dummy_prefix, remove_extra_whitespaces, trailer,
+    template). A file without trailer (the published tok5000.bin) means: dummy prefix, spaces kept;
+    template is None unless the trailer is version 2."""
     try:
         with open(path, "rb") as f:
             data = f.read()
@@ -112,14 +136,24 @@ def read_tokenizer_bin(path, vocab_size):
         pieces.append(data[pos:pos + n])
         scores.append(score)
         pos += n
-    out = dict(pieces=pieces, scores=scores, add_dummy_prefix=1, remove_extra_whitespaces=0, trailer=False)
+    out = dict(pieces=pieces, scores=scores, add_dummy_prefix=1, remove_extra_whitespaces=0, trailer=False,
+               template=None)
     rest = data[pos:]
     if rest:
-        ok = len(rest) == TRAILER.size
+        ok = len(rest) >= TRAILER.size
         if ok:
-            magic, version, prefix, extra = TRAILER.unpack(rest)
-            ok = magic == TRAILER_MAGIC and version == TRAILER_VERSION and prefix <= 1 and extra <= 1 \
-                and rest[-2:] == b"\0\0"
+            magic, version, prefix, extra = TRAILER.unpack_from(rest)
+            ok = magic == TRAILER_MAGIC and prefix <= 1 and extra <= 1 and rest[10:12] == b"\0\0"
+            if ok and version == TEMPLATE_VERSION and len(rest) >= TRAILER.size + 4:
+                n, = struct.unpack_from("<I", rest, TRAILER.size)
+                ok = len(rest) == TRAILER.size + 4 + n
+                try:
+                    out["template"] = rest[TRAILER.size + 4:].decode("utf-8") if ok else None
+                    ok = ok and out["template"].count(TEMPLATE_SLOT) == 1
+                except UnicodeDecodeError:
+                    ok = False
+            else:
+                ok = ok and version == TRAILER_VERSION and len(rest) == TRAILER.size
         if not ok:
             raise ValueError(f"tokenizer {path} has {len(rest)} bytes after the model's {vocab_size} pieces "
                              "(wrong tokenizer for this model?)")
@@ -140,7 +174,7 @@ def load_vocab(path, vocab_size):
             raise ValueError(f"{path} has {len(spec['pieces'])} pieces, the model {vocab_size}")
         return dict(pieces=[p["piece"] for p in spec["pieces"]], scores=[p["score"] for p in spec["pieces"]],
                     types=[p["type"] for p in spec["pieces"]], add_dummy_prefix=spec["add_dummy_prefix"],
-                    remove_extra_whitespaces=spec["remove_extra_whitespaces"])
+                    remove_extra_whitespaces=spec["remove_extra_whitespaces"], template=None)
     b = read_tokenizer_bin(path, vocab_size)
     pieces, types = [], []
     for i, raw in enumerate(b["pieces"]):
@@ -157,7 +191,7 @@ def load_vocab(path, vocab_size):
         pieces.append(piece if is_byte else piece.replace(" ", "\u2581"))
         types.append(UNKNOWN if i == 0 else BYTE if is_byte else NORMAL)
     return dict(pieces=pieces, scores=b["scores"], types=types, add_dummy_prefix=b["add_dummy_prefix"],
-                remove_extra_whitespaces=b["remove_extra_whitespaces"])
+                remove_extra_whitespaces=b["remove_extra_whitespaces"], template=b["template"])
 
 
 # -----------------------------------------------------------------------------
@@ -356,9 +390,17 @@ def fast_encoder(model_path, sp=None):
 if __name__ == "__main__":
     parser = arg_parser("export a sentencepiece .model to run.c's tokenizer .bin")
     parser.add_argument("-t", "--tokenizer-model", type=str, help="optional path to custom tokenizer")
+    parser.add_argument("-o", "--output", type=str, help="the .bin to write (default: beside the .model)")
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument("--instruct", action="store_true",
+                       help="keep the instruction prompt template (instruct.TEMPLATE) in the file")
+    group.add_argument("--template", type=str, help="keep this prompt template, with one {instruction}")
     args = parser.parse_args()
+    template = args.template
+    if args.instruct:
+        from instruct import TEMPLATE as template
     try:
-        path = Tokenizer(args.tokenizer_model).export()
+        path = Tokenizer(args.tokenizer_model).export(args.output, template)
     except (OSError, ValueError) as e:
         die(e)
     print(f"wrote {path}")

@@ -8,6 +8,10 @@ Single process (e.g. on a CPU):
 DDP on one machine with 4 GPUs (NCCL); with --device=cpu the ranks use gloo instead:
     torchrun --standalone --nproc_per_node=4 train.py --vocab_source=custom --vocab_size=5000
 
+Instruction tuning (SFT) of a pretrained model on instruction/story pairs (instruct.py pretokenize):
+    python3 train.py --task=sft --init_from=out/ckpt.pt --vocab_source=custom --vocab_size=5000 ...
+    (--init_from also takes a llama2.c .bin such as stories15M.bin; --init_from=resume continues)
+
 DDP on 2 machines (run on each, --node_rank=0 on the one whose address is --master_addr):
     torchrun --nnodes=2 --nproc_per_node=8 --node_rank=0 --master_addr=10.0.0.1 --master_port=29500 train.py ...
     (add NCCL_IB_DISABLE=1 in front of it if the machines have no Infiniband)
@@ -31,10 +35,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
 from errors import die, first_line
-from export import check_shapes, export_size, model_export, torch_load
+from export import check_shapes, export_size, load_checkpoint, load_model_bin, model_export, torch_load
 from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic, write_bytes_atomic
 from gpus import gpu_peak_flops
-from model import ModelArgs, Transformer
+from model import ModelArgs, Transformer, shares_classifier, untie_classifier
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -44,7 +48,8 @@ log_interval = 1
 eval_iters = 100
 eval_only = False  # if True, script exits right after the first eval
 always_save_checkpoint = False  # if True, always save a checkpoint after each eval
-init_from = "scratch"  # 'scratch' or 'resume'
+init_from = "scratch"  # 'scratch', 'resume', or a ckpt.pt / llama2.c .bin to start from (weights only)
+task = "pretrain"  # pretrain: windows of the story shards; sft: instruction/story pairs, loss on the story
 # wandb logging
 wandb_log = False  # disabled by default
 wandb_project = "llamac"
@@ -108,8 +113,10 @@ if vocab_source not in ("llama2", "custom"):
     fail(f"vocab_source must be 'llama2' or 'custom', got {vocab_source!r}")
 if vocab_source == "llama2" and vocab_size != 32000:
     fail(f"vocab_source=llama2 means vocab_size=32000 (got {vocab_size}); use --vocab_source=custom")
-if init_from not in ("scratch", "resume"):
-    fail(f"init_from must be 'scratch' or 'resume', got {init_from!r}")
+if task not in ("pretrain", "sft"):
+    fail(f"task must be 'pretrain' or 'sft', got {task!r}")
+if init_from not in ("scratch", "resume") and not os.path.isfile(init_from):
+    fail(f"init_from must be 'scratch', 'resume' or the path of a ckpt.pt / llama2.c .bin, got {init_from!r}")
 if dtype not in ("float32", "bfloat16", "float16"):
     fail(f"dtype must be float32, bfloat16 or float16, got {dtype!r}")
 for _k in ("batch_size", "max_seq_len", "dim", "n_layers", "n_heads", "n_kv_heads", "multiple_of",
@@ -206,13 +213,21 @@ ctx = nullcontext() if device_type == "cpu" else torch.amp.autocast(device_type=
 
 # data: one random-window stream per rank; its state goes into the checkpoint
 try:
-    from tinystories import BatchStream
-    stream_args = dict(batch_size=batch_size, max_seq_len=max_seq_len, vocab_size=vocab_size,
-                       vocab_source=vocab_source, data_root=data_root)
-    train_stream = BatchStream("train", seed=seed, rank=ddp_rank, **stream_args)
-    BatchStream("val", seed=seed, rank=0, **stream_args)  # fail now, not at the first eval
+    if task == "sft":
+        from instruct import TEMPLATE, SFTStream as Stream
+        stream_args = dict(batch_size=batch_size, max_seq_len=max_seq_len, vocab_size=vocab_size, data_root=data_root)
+        config["template"] = TEMPLATE  # the prompt the shards were made with, kept with the model
+    else:
+        from tinystories import BatchStream as Stream
+        stream_args = dict(batch_size=batch_size, max_seq_len=max_seq_len, vocab_size=vocab_size,
+                           vocab_source=vocab_source, data_root=data_root)
+    train_stream = Stream("train", seed=seed, rank=ddp_rank, **stream_args)
+    val_stream = Stream("val", seed=seed, rank=0, **stream_args)  # fail now, not at the first eval
+    if task == "sft" and master_process:
+        print(f"SFT: {len(train_stream.examples)} training pairs, {len(val_stream.examples)} validation pairs"
+              + (f"; {train_stream.dropped} longer than max_seq_len+1 left out" if train_stream.dropped else ""))
 except ImportError as e:
-    fail(f"cannot import the data loader (tinystories.BatchStream): {first_line(e, with_type=True)}")
+    fail(f"cannot import the data loader: {first_line(e, with_type=True)}")
 except Exception as e:  # missing or bad shards: the loader's message says what to run
     fail(first_line(e))
 
@@ -227,6 +242,28 @@ if init_from == "scratch":
         print("Initializing a new model from scratch")
     gptconf = ModelArgs(**model_args)
     model = Transformer(gptconf)
+elif init_from != "resume":
+    # a pretrained model to fine-tune: its shape, our context (RoPE is computed, so max_seq_len may grow)
+    if master_process:
+        print(f"Initializing from the weights of {init_from}")
+    try:
+        init_model = load_checkpoint(init_from) if init_from.endswith(".pt") else load_model_bin(init_from)
+    except ValueError as e:
+        fail(str(e))
+    p = init_model.params
+    if p.vocab_size != vocab_size:
+        fail(f"{init_from} has vocab_size={p.vocab_size}, not {vocab_size}: use --vocab_size={p.vocab_size} "
+             "and data pretokenized with its vocabulary")
+    # hidden_dim from the weights (a .bin has no multiple_of to derive it from)
+    model_args.update(dim=p.dim, n_layers=p.n_layers, n_heads=p.n_heads, n_kv_heads=p.n_kv_heads,
+                      hidden_dim=init_model.layers[0].feed_forward.w1.weight.shape[0], norm_eps=p.norm_eps)
+    for k in ("dim", "n_layers", "n_heads", "n_kv_heads"):
+        config[k] = model_args[k]  # the checkpoint's config says what was trained
+    model = Transformer(ModelArgs(**model_args))
+    if not shares_classifier(init_model):
+        untie_classifier(model)
+    model.load_state_dict(init_model.state_dict())
+    init_model = None
 else:
     ckpt_path = os.path.join(out_dir, "ckpt.pt")
     if master_process:
@@ -236,6 +273,9 @@ else:
     try:
         checkpoint = torch_load(ckpt_path, map_location=device)
         checkpoint_model_args = checkpoint["model_args"]
+        ckpt_task = checkpoint.get("config", {}).get("task", "pretrain")
+        if ckpt_task != task:  # the data stream's state belongs to the other kind of data
+            fail(f"the checkpoint in {out_dir} was trained with task={ckpt_task}: resume with --task={ckpt_task}")
         # the model's shape comes from the checkpoint; the rest (e.g. dropout) can change on resume
         shape_keys = ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len"]
         for k in shape_keys:
@@ -251,6 +291,9 @@ else:
                  + " ".join(f"--{k}={model_args[k]}" for k in differ) + ", or start a new out_dir")
         for k in shape_keys:  # the config saved in the next checkpoint says what was trained
             config[k] = model_args[k]
+        for k in ["hidden_dim", "norm_eps"]:  # kept only by a model fine-tuned from init_from's weights
+            if k in checkpoint_model_args:
+                model_args[k] = checkpoint_model_args[k]
         gptconf = ModelArgs(**model_args)
         # torch.compile prefixes keys with _orig_mod.
         state_dict = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
@@ -323,7 +366,7 @@ def estimate_loss():
     out = {}
     eval_model.eval()
     for split in ["train", "val"]:
-        stream = BatchStream(split, seed=seed + 1, rank=0, **stream_args)
+        stream = Stream(split, seed=seed + 1, rank=0, **stream_args)
         losses = torch.zeros(eval_iters)
         for k in range(eval_iters):
             X, Y = next_batch(stream)

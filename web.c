@@ -36,7 +36,9 @@ EMSCRIPTEN_KEEPALIVE int web_load(const char *checkpoint_path, const char *token
 }
 
 // Starts a story with ./run's settings: seed 0 takes the time, steps 0 (or too many) the context.
-EMSCRIPTEN_KEEPALIVE void web_start(const char *prompt, float temperature, float topp, double seed, int steps) {
+// instruct: the prompt is an instruction, put in the tokenizer's template (./run -m instruct).
+EMSCRIPTEN_KEEPALIVE void web_start(const char *prompt, float temperature, float topp, double seed, int steps,
+                                    int instruct) {
     if (!model.t) die("no model loaded");
     if (running) { generation_end(&gen); running = 0; }
     if (have_sampler) free_sampler(&sampler);
@@ -46,7 +48,13 @@ EMSCRIPTEN_KEEPALIVE void web_start(const char *prompt, float temperature, float
     if (steps <= 0 || steps > c->seq_len) steps = c->seq_len;
     build_sampler(&sampler, c->vocab_size, temperature, topp, rng_seed);
     have_sampler = 1;
-    generation_start(&gen, &model, &tokenizer, &sampler, prompt, steps);
+    if (instruct) {
+        char *rendered = render_instruction(&tokenizer, prompt);
+        generation_start(&gen, &model, &tokenizer, &sampler, rendered, steps, 0);
+        free(rendered);
+    } else {
+        generation_start(&gen, &model, &tokenizer, &sampler, prompt, steps, 1);
+    }
     running = 1;
 }
 
@@ -60,6 +68,9 @@ EMSCRIPTEN_KEEPALIVE int web_end(void) {
     running = 0;
     return gen.generated;
 }
+
+// 1 when the loaded tokenizer has a prompt template (an instruction-tuned model's).
+EMSCRIPTEN_KEEPALIVE int web_has_template(void) { return have_tokenizer && tokenizer.template != NULL; }
 
 // How many prompt tokens ran through the model (valid after web_start).
 EMSCRIPTEN_KEEPALIVE int web_prompt_tokens(void) { return gen.np; }

@@ -1,14 +1,18 @@
 // The browser playground's engine, in a Web Worker so the page never freezes: run.c (fp32, model
 // versions 0 and 1) or runq.c (int8, version 2) compiled to WebAssembly with web.c's entry points,
 // chosen by the model file's header. Messages from the page:
-//   {type: "generate", model: "demo" | {model: File, tokenizer: File}, prompt, temperature, topp, seed, steps}
+//   {type: "generate", model: "demo" | "demo-instruct" | {model: File, tokenizer: File}, prompt, instruct,
+//    temperature, topp, seed, steps}   (instruct: the prompt is an instruction, ./run -m instruct)
 //   {type: "stop"}
 // Messages to the page: {type: "status", text}, {type: "text", text} (the story, streamed),
 // {type: "done", tokens, seconds, promptTokens}, {type: "error", message}.
 importScripts("run.js", "runq.js");
 
 const V1_MAGIC = 0x616b3432;
-const DEMO = { model: "stories_demo.bin", tokenizer: "tok_demo.bin" };
+const DEMOS = {
+  "demo": { model: "stories_demo.bin", tokenizer: "tok_demo.bin" },
+  "demo-instruct": { model: "stories_demo_instruct.bin", tokenizer: "tok_demo_instruct.bin" },
+};
 let engine = null;   // {module, name, source}: the module instance and the model loaded into it
 let stopRequested = false;
 let busy = false;
@@ -64,9 +68,9 @@ function errorMessage(module, e) {
 }
 
 async function readBytes(source, which) {
-  if (source === "demo") {
-    const r = await fetch(DEMO[which]);
-    if (!r.ok) throw new Error(`cannot fetch ${DEMO[which]}: HTTP ${r.status}`);
+  if (typeof source === "string") {
+    const r = await fetch(DEMOS[source][which]);
+    if (!r.ok) throw new Error(`cannot fetch ${DEMOS[source][which]}: HTTP ${r.status}`);
     return new Uint8Array(await r.arrayBuffer());
   }
   return new Uint8Array(await source[which].arrayBuffer());
@@ -81,7 +85,7 @@ function runnerFor(model) {
 
 // The same model again (the demo, or the same picked files: new File objects each message) keeps
 // its instance, so a second story starts at once.
-const sourceKey = (source) => source === "demo" ? source :
+const sourceKey = (source) => typeof source === "string" ? source :
   [source.model, source.tokenizer].map((f) => `${f.name}\u0000${f.size}\u0000${f.lastModified}`).join("\u0000");
 
 async function load(source) {
@@ -91,8 +95,8 @@ async function load(source) {
   const name = runnerFor(model);
   engine = null;
   const module = await instantiate(name);
-  const modelName = source === "demo" ? DEMO.model : source.model.name;
-  const tokName = source === "demo" ? DEMO.tokenizer : source.tokenizer.name;
+  const modelName = typeof source === "string" ? DEMOS[source].model : source.model.name;
+  const tokName = typeof source === "string" ? DEMOS[source].tokenizer : source.tokenizer.name;
   // the file names appear in die()'s messages
   const dir = "/" + Date.now();
   module.FS.mkdir(dir);
@@ -132,8 +136,8 @@ async function generate(msg) {
     module = await load(msg.model);
     module.stdoutBytes.length = 0;
     postMessage({ type: "status", text: "running" });
-    module.ccall("web_start", null, ["string", "number", "number", "number", "number"],
-                 [msg.prompt, msg.temperature, msg.topp, msg.seed, msg.steps]);
+    module.ccall("web_start", null, ["string", "number", "number", "number", "number", "number"],
+                 [msg.prompt, msg.temperature, msg.topp, msg.seed, msg.steps, msg.instruct ? 1 : 0]);
     const t0 = performance.now();
     let last = t0;
     // the loop yields every 30 ms so the stop message and the streamed text get through

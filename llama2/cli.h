@@ -1,4 +1,4 @@
-// cli.h: the command line of ./run and ./runq (flags validated; generate, chat or tokenize), around the model a runner opens.
+// cli.h: the command line of ./run and ./runq (flags validated; generate, instruct, chat or tokenize), around the model a runner opens.
 #pragma once
 #include "platform.h"
 #include "generate.h"
@@ -11,9 +11,11 @@ static void usage(FILE *f) {
     fprintf(f, "  -p <float>  p value in top-p (nucleus) sampling, 0 or 1 (off) or in [1e-30, 1), default 0.9\n");
     fprintf(f, "  -s <int>    random seed (decimal; a negative one wraps as in C), default 0 = time(NULL)\n");
     fprintf(f, "  -n <int>    number of steps to run for, default 256. 0 = max_seq_len\n");
-    fprintf(f, "  -i <string> input prompt\n");
+    fprintf(f, "  -i <string> input prompt (in instruct mode: the instruction)\n");
     fprintf(f, "  -z <string> optional path to custom tokenizer, default tokenizer.bin\n");
-    fprintf(f, "  -m <string> mode: generate|chat|tokenize, default: generate\n");
+    fprintf(f, "  -m <string> mode: generate|instruct|chat|tokenize, default: generate\n");
+    fprintf(f, "              instruct: a story for the instruction -i, in the prompt template of the\n");
+    fprintf(f, "              instruction-tuned model's tokenizer (e.g. -m instruct -i \"讲一个关于小狗的故事\")\n");
     fprintf(f, "  -y <string> (optional) system prompt in chat mode\n");
     fprintf(f, "  -h          print this help\n");
 }
@@ -76,8 +78,10 @@ static Options parse_args(int argc, char *argv[]) {
             case 'y': o.system_prompt = val; break;
         }
     }
-    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0)
-        die("unknown mode '%s' (expected generate, chat or tokenize)", o.mode);
+    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0 &&
+        strcmp(o.mode, "instruct") != 0)
+        die("unknown mode '%s' (expected generate, instruct, chat or tokenize)", o.mode);
+    if (strcmp(o.mode, "instruct") == 0 && (!o.prompt || !o.prompt[0])) die("-m instruct needs the instruction as -i");
     if (o.rng_seed == 0) o.rng_seed = (unsigned int)time(NULL);
     return o;
 }
@@ -111,7 +115,12 @@ static int llama2_main(int argc, char *argv[], void (*open_model)(Model *m, cons
     build_sampler(&sampler, c->vocab_size, o.temperature, o.topp, o.rng_seed);
 
     if (strcmp(o.mode, "tokenize") == 0) tokenize(&tokenizer, o.prompt ? o.prompt : "");
-    else if (strcmp(o.mode, "generate") == 0) generate(&m, &tokenizer, &sampler, o.prompt ? o.prompt : "", o.steps);
+    else if (strcmp(o.mode, "generate") == 0) generate(&m, &tokenizer, &sampler, o.prompt ? o.prompt : "", o.steps, 1);
+    else if (strcmp(o.mode, "instruct") == 0) {
+        char *prompt = render_instruction(&tokenizer, o.prompt);
+        generate(&m, &tokenizer, &sampler, prompt, o.steps, 0);
+        free(prompt);
+    }
     else chat(&m, &tokenizer, &sampler, o.prompt, o.system_prompt, o.steps);
     check_stdout();
     free_sampler(&sampler);

@@ -27,15 +27,16 @@ typedef struct {
     int *tokens;         // the prompt, BOS first
     int n, np;           // prompt tokens, and how many of them run (at most steps)
     int steps, pos, token, generated, done;
+    int echo;            // print the prompt (0: an instruction's answer, printed as a text of its own)
     float *logits;       // the logits the next token is sampled from
     Utf8Printer out;
     double t_start, t_prompt, t_end; // prompt start, prompt end (first sample), end
 } Generation;
 
 static void generation_start(Generation *g, const Model *m, const Tokenizer *tok, Sampler *sampler,
-                             const char *prompt, int steps) {
+                             const char *prompt, int steps, int echo) {
     memset(g, 0, sizeof(*g));
-    g->m = m; g->tok = tok; g->sampler = sampler; g->steps = steps;
+    g->m = m; g->tok = tok; g->sampler = sampler; g->steps = steps; g->echo = echo;
     const Config *c = m->config;
     g->tokens = xcalloc(strlen(prompt) + 3, sizeof(int), "the prompt");
     int n = g->n = encode(tok, prompt, 1, 0, g->tokens);
@@ -45,7 +46,7 @@ static void generation_start(Generation *g, const Model *m, const Tokenizer *tok
     g->t_start = time_in_s();
     for (int p = 0; p < np; p += block) g->logits = m->forward(m->t, g->tokens + p, np - p < block ? np - p : block, p);
     g->t_prompt = time_in_s();
-    for (int i = 1; i <= np && i < n; i++) print_piece(tok, &g->out, g->tokens[i - 1], g->tokens[i]);
+    for (int i = 1; echo && i <= np && i < n; i++) print_piece(tok, &g->out, g->tokens[i - 1], g->tokens[i]);
     fflush(stdout);
     g->pos = np;
     g->token = g->tokens[n - 1];
@@ -57,7 +58,8 @@ static int generation_next(Generation *g) {
     if (g->done) return 0;
     int next = sample(g->sampler, g->logits, g->pos);
     if (next == BOS || next == EOS) { g->done = 1; return 0; } // the story is over
-    print_piece(g->tok, &g->out, g->token, next);
+    // an answer's first piece loses its leading space, as the first piece after BOS does
+    print_piece(g->tok, &g->out, !g->echo && g->pos == g->np ? BOS : g->token, next);
     if (g->out.len == 0) fflush(stdout);
     g->token = next;
     if (g->pos >= g->steps) { g->done = 1; return 1; }
@@ -74,9 +76,9 @@ static void generation_end(Generation *g) {
     g->tokens = NULL;
 }
 
-static void generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps) {
+static void generate(const Model *m, const Tokenizer *tok, Sampler *sampler, const char *prompt, int steps, int echo) {
     Generation g;
-    generation_start(&g, m, tok, sampler, prompt, steps);
+    generation_start(&g, m, tok, sampler, prompt, steps, echo);
     while (generation_next(&g)) {}
     generation_end(&g);
     printf("\n");

@@ -18,7 +18,10 @@ typedef struct {
     int *table;            // open-addressing hash of mergeable pieces -> id, -1 empty
     uint32_t table_mask;
     int add_dummy_prefix, remove_extra_whitespaces; // sentencepiece's normalizer, from the trailer
+    char *template;        // an instruction-tuned model's prompt template (trailer version 2), or NULL
 } Tokenizer;
+
+#define TEMPLATE_SLOT "{instruction}" // where a prompt template puts the instruction
 
 static uint32_t hash_bytes(const unsigned char *s, int n) {
     uint32_t h = 2166136261u; // FNV-1a
@@ -90,14 +93,24 @@ static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
         off += n;
     }
     // tokenizer.py appends a trailer the original run.c never reads: "spnm", int version 1,
-    // add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes. Without it: sentencepiece's
+    // add_dummy_prefix, remove_extra_whitespaces, 2 zero bytes; version 2 adds the prompt template
+    // of an instruction-tuned model (u32 length, UTF-8 bytes). Without a trailer: sentencepiece's
     // dummy prefix, spaces kept (what the published tok5000.bin has always been encoded with).
     t->add_dummy_prefix = 1;
     t->remove_extra_whitespaces = 0;
     const unsigned char *tr = t->blob + off;
     size_t rest = (size_t)size - off;
-    if (rest == 12 && memcmp(tr, "spnm", 4) == 0 && read_i32(tr + 4) == 1 && tr[8] <= 1 && tr[9] <= 1 &&
-        tr[10] == 0 && tr[11] == 0) {
+    int version = rest >= 12 ? read_i32(tr + 4) : 0;
+    int head_ok = rest >= 12 && memcmp(tr, "spnm", 4) == 0 && tr[8] <= 1 && tr[9] <= 1 && tr[10] == 0 && tr[11] == 0;
+    int v1 = head_ok && version == 1 && rest == 12;
+    int v2 = head_ok && version == 2 && rest >= 16 && (size_t)(uint32_t)read_i32(tr + 12) == rest - 16;
+    if (v2) { // a NUL-terminated copy, checked: one slot, no NUL bytes inside
+        t->template = xcalloc(rest - 16 + 1, 1, "the tokenizer");
+        memcpy(t->template, tr + 16, rest - 16);
+        const char *slot = strstr(t->template, TEMPLATE_SLOT);
+        v2 = strlen(t->template) == rest - 16 && slot && !strstr(slot + 1, TEMPLATE_SLOT);
+    }
+    if (v1 || v2) {
         t->add_dummy_prefix = tr[8];
         t->remove_extra_whitespaces = tr[9];
     } else if (rest != 0) {
@@ -134,7 +147,25 @@ static void build_tokenizer(Tokenizer *t, const char *path, int vocab_size) {
 }
 
 static void free_tokenizer(Tokenizer *t) {
-    free(t->blob); free(t->piece); free(t->len); free(t->scores); free(t->byte_of); free(t->table);
+    free(t->blob); free(t->piece); free(t->len); free(t->scores); free(t->byte_of); free(t->table); free(t->template);
+}
+
+// The prompt for an instruction: the tokenizer's template with the instruction, ASCII whitespace
+// trimmed, in the slot (instruct.render in Python). The caller frees it.
+static char *render_instruction(const Tokenizer *t, const char *instruction) {
+    if (!t->template)
+        die("-m instruct needs an instruction-tuned model's tokenizer, one with a prompt template (tokenizer.py --instruct)");
+    const char *ws = " \t\n\r\v\f";
+    while (*instruction && strchr(ws, *instruction)) instruction++;
+    size_t n = strlen(instruction);
+    while (n > 0 && strchr(ws, instruction[n - 1])) n--;
+    const char *slot = strstr(t->template, TEMPLATE_SLOT);
+    size_t before = (size_t)(slot - t->template), after = strlen(slot + strlen(TEMPLATE_SLOT));
+    char *out = xcalloc(before + n + after + 1, 1, "the prompt");
+    memcpy(out, t->template, before);
+    memcpy(out + before, instruction, n);
+    memcpy(out + before + n, slot + strlen(TEMPLATE_SLOT), after);
+    return out;
 }
 
 

@@ -415,6 +415,42 @@ def test_plain_pickle_checkpoint_is_one_line(tmp_path):
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: cannot load"), r.stderr
 
 
+def test_chat_template_in_gguf_and_hf(tmp_path, sp_model, sp_tok_bin):
+    """An instruction-tuned model carries its prompt template to llama.cpp / Ollama (GGUF
+    tokenizer.chat_template) and transformers (tokenizer_config.json); rendered, it is the prompt
+    sample.py and ./run give the model."""
+    import jinja2
+    from instruct import TEMPLATE, render
+    from tokenizer import Tokenizer
+    m = gguf_model(shared=True)
+    ckpt = tmp_path / "ckpt.pt"
+    torch.save({"model": m.state_dict(), "model_args": {**ARGS, "vocab_size": 512},
+                "config": {"task": "sft", "template": TEMPLATE}}, ckpt)
+    model_export(m, str(tmp_path / "v0.bin"), version=0)
+    tok2 = Tokenizer(sp_model).export(str(tmp_path / "tok_instruct.bin"), TEMPLATE)
+    exe = [sys.executable, os.path.join(ROOT, "export.py")]
+    msgs = [{"role": "user", "content": "讲一个关于小狗的故事。"}]
+    want = "<s>" + render("讲一个关于小狗的故事。")
+    for name, extra in [("ckpt", ["--checkpoint", str(ckpt), "--tokenizer", sp_model]),
+                        ("bin", ["--bin", str(tmp_path / "v0.bin"), "--tokenizer", tok2]),
+                        ("plain", ["--bin", str(tmp_path / "v0.bin"), "--tokenizer", str(sp_tok_bin)])]:
+        out = tmp_path / f"{name}.gguf"
+        r = subprocess.run(exe + [str(out), "--version", "gguf", *extra], capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        meta, _ = read_gguf(out)
+        if name == "plain":  # a model without a template gets none
+            assert "tokenizer.chat_template" not in meta
+            continue
+        t = jinja2.Environment().from_string(meta["tokenizer.chat_template"])
+        assert t.render(bos_token="<s>", eos_token="</s>", messages=msgs) == want
+    r = subprocess.run(exe + [str(tmp_path / "hf"), "--version", "-1", "--checkpoint", str(ckpt)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    cfg = json.loads((tmp_path / "hf" / "tokenizer_config.json").read_text(encoding="utf-8"))
+    assert jinja2.Environment().from_string(cfg["chat_template"]).render(
+        bos_token=cfg["bos_token"], eos_token=cfg["eos_token"], messages=msgs) == want
+
+
 @pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
 def test_full_disk_is_one_line(tmp_path, sp_model, mode):
     from faults import small_disk

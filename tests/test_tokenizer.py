@@ -189,3 +189,31 @@ def test_run_c_without_trailer_and_with_garbage(normalizer_vocabs, model400, tmp
         assert rc != 0 and "after the model's 400 pieces" in err and len(err.strip().splitlines()) == 1, (name, err)
         with pytest.raises(ValueError, match="after the model's 400 pieces"):
             tokenizer.read_tokenizer_bin(p, 400)
+
+
+def test_template_trailer_v2(sp_model, sp_tok_bin, tmp_path, repo_root):
+    """An instruction-tuned model's prompt template rides in a version-2 trailer; without one the file
+    stays byte for byte what it was (test_export_layout), so older readers keep reading it."""
+    from tokenizer import read_tokenizer_bin
+    template = "[INST] {instruction} [/INST]"
+    out = tmp_path / "t.bin"
+    r = subprocess.run([sys.executable, str(repo_root / "tokenizer.py"), "-t", sp_model, "--instruct", "-o", str(out)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    n = spm.SentencePieceProcessor(model_file=sp_model).vocab_size()
+    old, new = open(sp_tok_bin, "rb").read(), out.read_bytes()
+    raw = template.encode()
+    assert new == old[:-12] + b"spnm" + struct.pack("<i", 2) + bytes([1, 0, 0, 0]) + struct.pack("<I", len(raw)) + raw
+    assert read_tokenizer_bin(str(out), n)["template"] == template
+    assert read_tokenizer_bin(sp_tok_bin, n)["template"] is None
+    # a broken trailer is refused in one line, as any other bytes after the pieces
+    head = new[:len(old) - 12]
+    for bad in [new[:-1], new + b"x", head + b"spnm" + struct.pack("<i", 2) + bytes(4),
+                head + b"spnm" + struct.pack("<i", 2) + bytes([1, 0, 0, 0]) + struct.pack("<I", 3) + b"abc",
+                head + b"spnm" + struct.pack("<i", 3) + new[len(old) - 4:]]:
+        (tmp_path / "bad.bin").write_bytes(bad)
+        with pytest.raises(ValueError, match="bytes after"):
+            read_tokenizer_bin(str(tmp_path / "bad.bin"), n)
+    r = subprocess.run([sys.executable, str(repo_root / "tokenizer.py"), "-t", sp_model, "--template", "no slot",
+                        "-o", str(tmp_path / "x.bin")], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and "{instruction}" in r.stderr and "Traceback" not in r.stderr

@@ -304,6 +304,69 @@ def test_two_nodes_on_localhost(tmp_path, data_root):
     assert ck["iter_num"] == 3 and len(ck["data_state"]) == 2
 
 
+@pytest.fixture(scope="module")
+def sft_root(data_root):
+    """SFT shards as instruct.py writes them (FORMATS.md): uint16 [BOS] prompt story [EOS] per pair and
+    uint32 (start, story start) pairs in .idx. The prompts are random, so only a model trained on the
+    story tokens alone gets a low loss; the stories are four fixed ones."""
+    root = os.path.join(data_root, f"sft{VOCAB}")
+    os.makedirs(root, exist_ok=True)
+    rng = np.random.default_rng(1)
+    stories = [rng.integers(3, VOCAB, size=10) for _ in range(4)]
+    for i in range(3):
+        tokens, index = [], []
+        for _ in range(200):
+            prompt = rng.integers(3, VOCAB, size=12)
+            index += [len(tokens), len(tokens) + 13]
+            tokens += [1, *prompt, *stories[rng.integers(0, 4)], 2]
+        np.array(tokens, dtype=np.uint16).tofile(os.path.join(root, f"shard{i:02d}.bin"))
+        np.array(index, dtype=np.uint32).tofile(os.path.join(root, f"shard{i:02d}.idx"))
+    return data_root
+
+
+def test_sft_from_a_bin_masks_the_prompt_and_resumes_exactly(tmp_path, sft_root):
+    base = tmp_path / "base"
+    r = train(base, sft_root, "--max_iters=4", "--eval_interval=4")
+    assert r.returncode == 0, r.stderr
+    sft = ["--task=sft", f"--init_from={base / 'model.bin'}", "--max_seq_len=32", "--batch_size=8",
+           "--eval_interval=40", "--always_save_checkpoint=True", "--decay_lr=False"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = train(a, sft_root, "--max_iters=80", *sft)
+    assert r.returncode == 0, r.stderr
+    assert "SFT: 400 training pairs, 200 validation pairs" in r.stdout
+    evals = [json.loads(x) for x in (a / "metrics.jsonl").read_text().splitlines() if "val_loss" in x]
+    # the loss counts the story and its EOS only: the random prompt (12 of 23 targets, ln 61 each)
+    # would hold an unmasked loss above 2
+    assert evals[0]["val_loss"] > 2.0 and evals[-1]["val_loss"] < 0.6, evals
+    ck = load_ckpt(a / "ckpt.pt")
+    assert ck["config"]["template"] == "[INST] {instruction} [/INST]" and ck["config"]["task"] == "sft"
+    assert ck["model_args"]["max_seq_len"] == 32 and ck["model_args"]["dim"] == 32
+    # resumable like pretraining: 40 + 40 steps end where 80 did (a constant learning rate: the
+    # schedule depends on max_iters)
+    r = train(b, sft_root, "--max_iters=40", *sft)
+    assert r.returncode == 0, r.stderr
+    r = train(b, sft_root, "--max_iters=80", "--init_from=resume", sft[0], *sft[2:])
+    # a checkpoint of one task does not resume as the other
+    assert "--task=sft" in one_line_error(train(b, sft_root, "--max_iters=90", "--init_from=resume", *sft[2:]))
+    assert r.returncode == 0, r.stderr
+    assert_same_state(load_ckpt(a / "ckpt.pt"), load_ckpt(b / "ckpt.pt"))
+
+
+def test_sft_bad_inputs_one_line_errors(tmp_path, sft_root, data_root):
+    assert "task must be" in one_line_error(train(tmp_path / "o1", sft_root, "--task=chat"))
+    assert "init_from must be" in one_line_error(train(tmp_path / "o2", sft_root, "--task=sft",
+                                                       "--init_from=no/such.bin"))
+    other = tmp_path / "other.bin"
+    from export import model_export
+    from model import ModelArgs, Transformer
+    model_export(Transformer(ModelArgs(dim=32, n_layers=1, n_heads=4, vocab_size=VOCAB + 1, max_seq_len=16)), str(other))
+    err = one_line_error(train(tmp_path / "o3", sft_root, "--task=sft", f"--init_from={other}", "--max_seq_len=32"))
+    assert f"vocab_size={VOCAB + 1}" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert "instruct.py pretokenize" in one_line_error(train(tmp_path / "o4", str(empty), "--task=sft"))
+
+
 @pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
 def test_full_disk_during_checkpoint_save_is_one_line(tmp_path, data_root, mode):
     first = tmp_path / "first"
