@@ -335,6 +335,8 @@ static const Config *transformer_config(const Transformer *t) { return (const Co
 // Runs tokens[0..n) at positions pos..pos+n-1 (filling the KV cache) and returns the logits
 // after the last one. n is at most prefill_block().
 static float *forward(Transformer *t, const int *tokens, int n, int pos);
+// The same, returning the logits of all n tokens (n rows of vocab_size), for scoring a text.
+static float *forward_all(Transformer *t, const int *tokens, int n, int pos);
 static int prefill_block(const Transformer *t); // PREFILL_BLOCK in both runners
 
 // ----------------------------------------------------------------------------
@@ -1186,7 +1188,8 @@ typedef struct {
     float *k;      // (B, kv_dim) keys, before RoPE and the cache
     float *v;      // (B, kv_dim) values
     float *att;    // (B, n_heads, seq_len) attention scores
-    float *logits; // (vocab_size,) output logits of the last token
+    float *logits; // (B, vocab_size) output logits: of the last token, or of every token (scoring)
+    float *arena;  // the allocation all of the above are carved from
     float *key_cache;   // (layer, n_kv_heads, seq_len, head_size): a head's keys are one stream
     float *value_cache; // (layer, n_kv_heads, seq_len, head_size)
     size_t key_mapped, value_mapped; // bytes of each cache's 2 MB-page mapping (Linux); 0: calloc'd
@@ -1214,26 +1217,32 @@ static void free_cache(float *p, size_t mapped) {
     free(p);
 }
 
+// Carves n floats out of an arena, each array on a 64-byte boundary: the matmul tiles load rows
+// of activations as whole vectors, and one that straddles two cache lines costs two loads.
+static float *carve(float **arena, size_t n) {
+    float *p = *arena;
+    *arena += (n + 15) / 16 * 16;
+    return p;
+}
+
 static void build_state(RunState *s, const Config *p) {
     size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
-    s->x = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->q = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->k = xcalloc(B * kv_dim, sizeof(float), "activations");
-    s->v = xcalloc(B * kv_dim, sizeof(float), "activations");
-    s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
-    s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
+    size_t sizes[] = {B * p->dim, B * p->dim, B * p->dim, B * p->hidden_dim, B * p->hidden_dim, B * p->dim,
+                      B * kv_dim, B * kv_dim, B * p->n_heads * (size_t)p->seq_len, B * p->vocab_size};
+    size_t total = 16; // room to align the start
+    for (int i = 0; i < 10; i++) total += (sizes[i] + 15) / 16 * 16;
+    s->arena = xcalloc(total, sizeof(float), "activations");
+    float *a = s->arena + (16 - (uintptr_t)s->arena / sizeof(float) % 16) % 16;
+    s->x = carve(&a, sizes[0]); s->xb = carve(&a, sizes[1]); s->xb2 = carve(&a, sizes[2]);
+    s->hb = carve(&a, sizes[3]); s->hb2 = carve(&a, sizes[4]); s->q = carve(&a, sizes[5]);
+    s->k = carve(&a, sizes[6]); s->v = carve(&a, sizes[7]); s->att = carve(&a, sizes[8]); s->logits = carve(&a, sizes[9]);
     s->key_cache = alloc_cache((size_t)p->n_layers * p->seq_len * kv_dim, &s->key_mapped);
     s->value_cache = alloc_cache((size_t)p->n_layers * p->seq_len * kv_dim, &s->value_mapped);
     build_rope(p, &s->rope_cos, &s->rope_sin);
 }
 
 static void free_state(RunState *s) {
-    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->att);
-    free(s->logits); free(s->rope_cos); free(s->rope_sin);
+    free(s->arena); free(s->rope_cos); free(s->rope_sin);
     free_cache(s->key_cache, s->key_mapped);
     free_cache(s->value_cache, s->value_mapped);
 }
@@ -1430,8 +1439,10 @@ static void usage(FILE *f) {
     fprintf(f, "  -s <int>    random seed (decimal; a negative one wraps as in C), default 0 = time(NULL)\n");
     fprintf(f, "  -n <int>    number of steps to run for, default 256. 0 = max_seq_len\n");
     fprintf(f, "  -i <string> input prompt\n");
+    fprintf(f, "  -f <string> read the input prompt (or the text to score) from this file\n");
     fprintf(f, "  -z <string> optional path to custom tokenizer, default tokenizer.bin\n");
-    fprintf(f, "  -m <string> mode: generate|chat|tokenize, default: generate\n");
+    fprintf(f, "  -m <string> mode: generate|chat|tokenize|score, default: generate\n");
+    fprintf(f, "              score: the mean loss per token of the text and its perplexity\n");
     fprintf(f, "  -y <string> (optional) system prompt in chat mode\n");
     fprintf(f, "  -h          print this help\n");
 }
@@ -1484,7 +1495,7 @@ static char **utf8_argv(int *argc) {
 #endif
 
 typedef struct {
-    const char *checkpoint_path, *tokenizer_path, *prompt, *mode, *system_prompt;
+    const char *checkpoint_path, *tokenizer_path, *prompt, *mode, *system_prompt, *text_path;
     float temperature, topp;
     int steps;
     unsigned long long rng_seed;
@@ -1492,15 +1503,15 @@ typedef struct {
 
 // The flags, validated; -h prints the usage and exits 0, no arguments print it and exit 1.
 static Options parse_args(int argc, char *argv[]) {
-    Options o = {NULL, "tokenizer.bin", NULL, "generate", NULL, 1.0f, 0.9f, 256, 0};
+    Options o = {NULL, "tokenizer.bin", NULL, "generate", NULL, NULL, 1.0f, 0.9f, 256, 0};
     for (int i = 1; i < argc; i++) if (strcmp(argv[i], "-h") == 0 || strcmp(argv[i], "--help") == 0) { usage(stdout); exit(0); }
     if (argc < 2) { usage(stderr); exit(1); }
     o.checkpoint_path = argv[1];
     if (o.checkpoint_path[0] == '-') die("the first argument must be the model checkpoint, got '%s' (see -h)", o.checkpoint_path);
     for (int i = 2; i < argc; i += 2) {
         const char *flag = argv[i];
-        if (flag[0] != '-' || strlen(flag) != 2) die("unexpected argument '%s' (flags are -t -p -s -n -i -z -m -y -h)", flag);
-        if (strchr("tpsnizmy", flag[1]) == NULL) die("unknown flag %s (see -h)", flag);
+        if (flag[0] != '-' || strlen(flag) != 2) die("unexpected argument '%s' (flags are -t -p -s -n -i -f -z -m -y -h)", flag);
+        if (strchr("tpsnifzmy", flag[1]) == NULL) die("unknown flag %s (see -h)", flag);
         if (i + 1 >= argc) die("flag %s needs a value", flag);
         const char *val = argv[i + 1];
         switch (flag[1]) {
@@ -1510,13 +1521,16 @@ static Options parse_args(int argc, char *argv[]) {
             case 's': o.rng_seed = parse_integer(flag, val, INT_MIN, ULLONG_MAX); break;
             case 'n': o.steps = (int)parse_integer(flag, val, 0, INT_MAX); break;
             case 'i': o.prompt = val; break;
+            case 'f': o.text_path = val; break;
             case 'z': o.tokenizer_path = val; break;
             case 'm': o.mode = val; break;
             case 'y': o.system_prompt = val; break;
         }
     }
-    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0)
-        die("unknown mode '%s' (expected generate, chat or tokenize)", o.mode);
+    if (strcmp(o.mode, "generate") != 0 && strcmp(o.mode, "chat") != 0 && strcmp(o.mode, "tokenize") != 0 &&
+        strcmp(o.mode, "score") != 0)
+        die("unknown mode '%s' (expected generate, chat, tokenize or score)", o.mode);
+    if (o.prompt && o.text_path) die("give the input with -i or with -f, not both");
     if (o.rng_seed == 0) o.rng_seed = (unsigned int)time(NULL);
     return o;
 }
@@ -1531,6 +1545,77 @@ static void tokenize(const Tokenizer *tok, const char *text) {
     printf("\n");
     check_stdout();
     fprintf(stderr, "encoded %zu bytes into %d tokens in %.3f ms\n", strlen(text), n, ms);
+    free(tokens);
+}
+
+// -f: a whole text file as one string (it must hold no NUL byte, which would end it early)
+static char *read_text_file(const char *path) {
+#if defined _WIN32
+    wchar_t *wp = wide_path(path);
+    FILE *f = _wfopen(wp, L"rb");
+    free(wp);
+    if (!f) die("cannot open text file %s: %s", path, strerror(errno));
+#else
+    struct stat st;
+    FILE *f = fdopen(open_regular(path, "text file", &st), "rb");
+    if (!f) die("cannot open text file %s: %s", path, strerror(errno));
+#endif
+    size_t cap = 1 << 16, n = 0, got;
+    char *text = xcalloc(cap + 1, 1, "the text");
+    while ((got = fread(text + n, 1, cap - n, f)) > 0) {
+        n += got;
+        if (n == cap) {
+            if (cap >= ((size_t)1 << 30)) die("text file %s is larger than 1 GB", path);
+            char *bigger = realloc(text, 2 * cap + 1);
+            if (!bigger) die("out of memory reading text file %s", path);
+            text = bigger;
+            cap *= 2;
+        }
+    }
+    if (ferror(f)) die("cannot read text file %s: %s", path, strerror(errno));
+    fclose(f);
+    text[n] = 0;
+    if (strlen(text) != n) die("text file %s holds a NUL byte (at byte %zu): not a text file?", path, strlen(text));
+    return text;
+}
+
+// The cross-entropy of target under logits (nats): log-sum-exp minus the target's logit, in double.
+static double token_loss(const float *logits, int n, int target, int pos) {
+    float max_val = logits[0];
+    for (int i = 0; i < n; i++) {
+        if (!is_finite_bits(logits[i]))
+            die("the model produced non-finite logits at position %d (NaN or inf weights in the model file?)", pos);
+        if (logits[i] > max_val) max_val = logits[i];
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - max_val);
+    return log(sum) + max_val - logits[target];
+}
+
+// -m score: the mean loss per token of a text (each token's cross-entropy given the ones before
+// it, in nats) and its perplexity, exp(loss). The text is BOS + its tokens, run through the model
+// in windows of seq_len tokens, each in prefill blocks; the context restarts at every window
+// (its first token at position 0 sees nothing of the one before), as training's windows do. Every
+// token but BOS is predicted once. sample.py --score computes the same numbers in PyTorch.
+static void score(Transformer *tr, const Tokenizer *tok, const char *text) {
+    const Config *c = transformer_config(tr);
+    int *tokens = xcalloc(strlen(text) + 3, sizeof(int), "the text");
+    int n = encode(tok, text, 1, 0, tokens);
+    if (n < 2) die("nothing to score: the text is empty");
+    int S = c->seq_len, V = c->vocab_size, block = prefill_block(tr);
+    double total = 0.0, t0 = time_in_s();
+    for (int w0 = 0; w0 + 1 < n; w0 += S) {
+        int len = n - 1 - w0 < S ? n - 1 - w0 : S; // inputs w0..w0+len-1, targets one further
+        for (int p = 0; p < len; p += block) {
+            int T = len - p < block ? len - p : block;
+            const float *logits = forward_all(tr, tokens + w0 + p, T, p);
+            for (int t = 0; t < T; t++) total += token_loss(logits + (size_t)t * V, V, tokens[w0 + p + t + 1], p + t);
+        }
+    }
+    double secs = time_in_s() - t0, loss = total / (n - 1);
+    printf("%d tokens scored, loss %.6f per token, perplexity %.4f\n", n - 1, loss, exp(loss));
+    check_stdout();
+    fprintf(stderr, "score: %d tokens in windows of %d, %.1f tok/s\n", n - 1, S, (n - 1) / secs);
     free(tokens);
 }
 
@@ -1549,11 +1634,15 @@ static int llama2_main(int argc, char *argv[]) {
     const char *dump = getenv("LLAMA2_LOGITS");
     if (dump && dump[0] && !(logits_dump = fopen(dump, "wb"))) die("cannot write LLAMA2_LOGITS file %s", dump);
 
+    char *file_text = o.text_path ? read_text_file(o.text_path) : NULL;
+    if (file_text) o.prompt = file_text;
     if (strcmp(o.mode, "tokenize") == 0) tokenize(&tokenizer, o.prompt ? o.prompt : "");
+    else if (strcmp(o.mode, "score") == 0) score(transformer, &tokenizer, o.prompt ? o.prompt : "");
     else if (strcmp(o.mode, "generate") == 0) generate(transformer, &tokenizer, &sampler, o.prompt ? o.prompt : "", o.steps);
     else chat(transformer, &tokenizer, &sampler, o.prompt, o.system_prompt, o.steps);
     check_stdout();
     if (logits_dump) fclose(logits_dump);
+    free(file_text);
     free_sampler(&sampler);
     free_tokenizer(&tokenizer);
     free_transformer(transformer);

@@ -120,14 +120,24 @@ static inline void matmul_rows_scalar(float *xout, const float *x, const float *
 }
 
 #ifdef VF
+// Tokens per tile: the R*C accumulators, C activation vectors and a weight vector fit the
+// registers (32 vectors with AVX-512 and NEON, 16 with AVX2 and, once compiled, SIMD128).
+#if VF == 16 || defined(USE_NEON)
+#define TILE_C 6
+#else
+#define TILE_C 3
+#endif
+
 // R rows of W times C rows of x, R*C vector accumulators in registers; each W load serves C
-// tokens and each x load R rows. Every output is summed in the same order whatever the tile, so
-// a token's logits do not depend on the prefill block or the thread count.
+// tokens and each x load R rows. Every output is the same chain of vector FMAs over its row (one
+// accumulator, VF partial sums), the same vf_sum and the same scalar tail whatever the tile, so a
+// token's logits do not depend on the prefill block or the thread count. fetch: this tile brings
+// the rows PREFETCH_ROWS ahead into the cache (the first tile of a row panel does it for the rest).
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
-                                                              int n, int d, int i, int t, int R, int C) {
-    vf acc[4][2];
+                                                              int n, int d, int i, int t, int R, int C, int fetch) {
+    vf acc[4][TILE_C];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vf_zero();
-    int ahead = prefetch_ahead(i, d);
+    int ahead = fetch && prefetch_ahead(i, d);
 #ifdef USE_WASM_SIMD
     int tiled = R == 4 && n % 4 == 0; // the browser build's tile order (tile_order_layers)
 #endif
@@ -135,7 +145,7 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
     for (; j + VF <= n; j += VF) {
         // fetch the rows of the tile 4 tiles ahead, 4 * VF floats of it per step (64-byte lines)
         if (ahead) for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + PREFETCH_ROWS) * n + 4 * j + f);
-        vf xv[2];
+        vf xv[TILE_C];
         for (int c = 0; c < C; c++) xv[c] = vf_load(x + (size_t)(t + c) * n + j);
         for (int r = 0; r < R; r++) {
 #ifdef USE_WASM_SIMD
@@ -155,24 +165,54 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
     }
 }
 
-static void matmul_rows_simd(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-    int t = 0;
+// Rows i..i+3 for the T tokens, TILE_C tokens a tile: the 4 rows stay in the L1 cache while the
+// tokens go by. The constant C of each call lets the compiler keep the tile in registers.
+static void matmul_rows_simd(float *xout, const float *x, const float *w, int T, int n, int d, int i, int fetch) {
     if (i + 4 <= d) {
-        for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
-        if (t < T) matmul_tile(xout, x, w, n, d, i, t, 4, 1);
+        int t = 0;
+        for (; t + TILE_C <= T; t += TILE_C) matmul_tile(xout, x, w, n, d, i, t, 4, TILE_C, fetch && t == 0);
+        switch (T - t) {
+#if TILE_C > 5
+            case 5: matmul_tile(xout, x, w, n, d, i, t, 4, 5, fetch && t == 0); break;
+            case 4: matmul_tile(xout, x, w, n, d, i, t, 4, 4, fetch && t == 0); break;
+            case 3: matmul_tile(xout, x, w, n, d, i, t, 4, 3, fetch && t == 0); break;
+#endif
+            case 2: matmul_tile(xout, x, w, n, d, i, t, 4, 2, fetch && t == 0); break;
+            case 1: matmul_tile(xout, x, w, n, d, i, t, 4, 1, fetch && t == 0); break;
+        }
     } else {
         for (int r = i; r < d; r++)
-            for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
+            for (int t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1, 0);
     }
 }
 #endif
 
-static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i, int fetch) {
 #ifdef VF
-    matmul_rows_simd(xout, x, w, T, n, d, i);
+    matmul_rows_simd(xout, x, w, T, n, d, i, fetch);
 #else
+    (void)fetch;
     matmul_rows_scalar(xout, x, w, T, n, d, i);
 #endif
+}
+
+#ifndef PART_BYTES
+#define PART_BYTES 65536
+#endif
+#ifndef PART_TILES
+#define PART_TILES 4
+#endif
+// Tiles a..b-1 (4 rows each) for the T tokens. Every row panel reads all of the block's
+// activations, which stay in the L2 cache only up to about PART_BYTES: a longer block goes by in
+// parts of that size over PART_TILES tiles at a time, whose weights come from memory once and
+// from the cache for the other parts.
+static void matmul_tiles(float *xout, const float *x, const float *w, int T, int n, int d, int a, int b) {
+    int part = PART_BYTES / (n * (int)sizeof(float));
+    part = part < 1 ? 1 : part;
+    for (int k0 = a; k0 < b; k0 += PART_TILES)
+        for (int t = 0; t < T; t += part)
+            for (int k = k0; k < b && k < k0 + PART_TILES; k++)
+                matmul_rows(xout + (size_t)t * d, x + (size_t)t * n, w, T - t < part ? T - t : part, n, d, 4 * k, t == 0);
 }
 
 // xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
@@ -183,19 +223,18 @@ static void matmul(float *xout, const float *x, const float *w, int T, int n, in
         #pragma omp parallel
         {
             int a, b;
-            while (share_next(&a, &b))
-                for (int k = a; k < b; k++) matmul_rows(xout, x, w, T, n, d, 4 * k);
+            while (share_next(&a, &b)) matmul_tiles(xout, x, w, T, n, d, a, b);
         }
         return;
     }
 #endif
-    for (int i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
+    matmul_tiles(xout, x, w, T, n, d, 0, (d + 3) / 4);
 }
 
 // ----------------------------------------------------------------------------
 // the forward pass, for a block of T tokens at positions pos..pos+T-1
 
-static float *forward(Transformer *transformer, const int *tokens, int T, int pos) {
+static float *forward_rows(Transformer *transformer, const int *tokens, int T, int pos, int all_logits) {
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
@@ -229,12 +268,16 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         residual(s->x, s->xb, (size_t)T * dim);
     }
 
-    // only the last token's logits are needed
-    float *x = s->x + (size_t)(T - 1) * dim;
-    rmsnorm(x, x, w->rms_final_weight, dim);
-    matmul(s->logits, x, w->wcls, 1, dim, p->vocab_size);
+    // the logits of the last token (generation), or of all T (scoring)
+    int nl = all_logits ? T : 1;
+    float *x = s->x + (size_t)(T - nl) * dim;
+    rmsnorm_rows(x, x, w->rms_final_weight, nl, dim);
+    matmul(s->logits, x, w->wcls, nl, dim, p->vocab_size);
     return s->logits;
 }
+
+static float *forward(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 0); }
+static float *forward_all(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 1); }
 
 // ----------------------------------------------------------------------------
 // the tokenizer, sampler, generation loops and command line live in llama2.h

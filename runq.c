@@ -477,7 +477,7 @@ static void matmul(float *xout, const int8_t *xq, const float *xs, const Quantiz
 // ----------------------------------------------------------------------------
 // the forward pass, for a block of T tokens at positions pos..pos+T-1
 
-static float *forward(Transformer *transformer, const int *tokens, int T, int pos) {
+static float *forward_rows(Transformer *transformer, const int *tokens, int T, int pos, int all_logits) {
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
@@ -517,13 +517,17 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         residual(s->x, s->xb, (size_t)T * dim);
     }
 
-    // only the last token's logits are needed
-    float *x = s->x + (size_t)(T - 1) * dim;
-    rmsnorm(x, x, w->rms_final_weight, dim);
-    quantize(xq, xs, x, 1, dim, gs);
-    matmul(s->logits, xq, xs, w->wcls, 1, dim, p->vocab_size, gs);
+    // the logits of the last token (generation), or of all T (scoring)
+    int nl = all_logits ? T : 1;
+    float *x = s->x + (size_t)(T - nl) * dim;
+    rmsnorm_rows(x, x, w->rms_final_weight, nl, dim);
+    quantize(xq, xs, x, nl, dim, gs);
+    matmul(s->logits, xq, xs, w->wcls, nl, dim, p->vocab_size, gs);
     return s->logits;
 }
+
+static float *forward(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 0); }
+static float *forward_all(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 1); }
 
 // ----------------------------------------------------------------------------
 // the tokenizer, sampler, generation loops and command line live in llama2.h
