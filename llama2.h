@@ -1174,7 +1174,7 @@ static void build_rope(const Config *p, float **cos_out, float **sin_out) {
 // ----------------------------------------------------------------------------
 // the activations and KV cache of the forward pass, fp32 in both runners
 
-#define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
+#define PREFILL_BLOCK 64 // prompt tokens per forward pass (matrix x matrix)
 static int prefill_block(const Transformer *t) { (void)t; return PREFILL_BLOCK; }
 
 typedef struct {

@@ -283,18 +283,19 @@ static inline __m512i dot32x2_i8(__m512i acc, const int8_t *w0, const int8_t *w1
 }
 #endif
 
-// Per group and token the 4 rows' 8-lane sums are added pairwise into one vector (row r's
-// halves in lanes r and r+4), which the end of the tile adds up.
+// Per group and token the 4 rows' 8-lane sums are added up into one int32 per row (exact), and
+// each row's float sum takes one fused multiply-add per group: acc = I * (ws * xs) + acc, in group
+// order. The prefill panels (below) compute exactly this, so blocks and tokens agree to the bit.
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const int8_t *xq, const float *xs,
                                                               const QuantizedTensor *w, int n, int d, int gs,
                                                               int i, int t, int R, int C) {
     const int8_t *wi = w->q + (size_t)i * n;
     int ahead = prefetch_ahead(i, d);
     const float *wsi = w->s + scale_at(i, 0, n / gs);
-    __m256 acc[2];
-    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    __m128 acc[2];
+    for (int c = 0; c < C; c++) acc[c] = _mm_setzero_ps();
     for (int j = 0, g = 0; j < n; j += gs, g++) {
-        __m256 wscale = _mm256_broadcast_ps((const __m128 *)(wsi + 4 * g)); // rows i..i+3, twice
+        __m128 wscale = _mm_loadu_ps(wsi + 4 * g); // rows i..i+3
         for (int c = 0; c < C; c++) {
             const int8_t *x = xq + (size_t)(t + c) * n;
             __m256i sum[4];
@@ -319,17 +320,75 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
                 for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
             }
-            __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
-            __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), scale, acc[c]);
+            __m256i halves = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
+            __m128i rows = _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
+            __m128 scale = _mm_mul_ps(wscale, _mm_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
+            acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(rows), scale, acc[c]);
         }
     }
     for (int c = 0; c < C; c++) {
         float out[4];
-        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc[c]), _mm256_extractf128_ps(acc[c], 1)));
+        _mm_storeu_ps(out, acc[c]);
         for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
     }
 }
+
+// --- the prefill panels: PR rows of W times a block of tokens, one row a lane
+// A tile's rows are dot products whose int32 lanes must be summed across the vector for every
+// group, which costs more than the products themselves once a block of tokens shares the
+// weights. A panel instead copies PR rows into lanes (PR rows' 4 bytes at k..k+3 side by side:
+// panel_pack), so one multiply-add of a broadcast 4 bytes of a token gives the PR rows' sums in
+// their own lanes, no horizontal sums at all, and the float part is the tile's per row.
+#if defined(USE_AVX512) && defined(__AVX512VNNI__)
+#define PR 16
+typedef __m512i vi;
+typedef __m512 vp;
+#define vi_load(p) _mm512_loadu_si512(p)
+#define vi_set1(v) _mm512_set1_epi32(v)
+#define vi_gather(idx, base) _mm512_i32gather_epi32(idx, base, 1)
+#define vi_index(n) _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(n))
+#define vi_sub(a, b) _mm512_sub_epi32(a, b)
+#define vi_dot(acc, x, w) _mm512_dpbusd_epi32(acc, x, w)
+#define vi_store(p, v) _mm512_storeu_si512(p, v)
+#define vp_zero() _mm512_setzero_ps()
+#define vp_load(p) _mm512_loadu_ps(p)
+#define vp_store(p, v) _mm512_storeu_ps(p, v)
+#define vp_scale(ws, x) _mm512_mul_ps(ws, _mm512_set1_ps(x))
+#define vp_fma(i, s, acc) _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc)
+#define Q8_OFFSET 1 // vpdpbusd wants unsigned activations: x + 128, minus 128 * sum(w) after
+#else
+#define PR 8
+typedef __m256i vi;
+typedef __m256 vp;
+#define vi_load(p) _mm256_loadu_si256((const __m256i *)(p))
+#define vi_set1(v) _mm256_set1_epi32(v)
+#define vi_gather(idx, base) _mm256_i32gather_epi32((const int *)(base), idx, 1)
+#define vi_index(n) _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n))
+#define vi_sub(a, b) _mm256_sub_epi32(a, b)
+#define vi_store(p, v) _mm256_storeu_si256((__m256i *)(p), v)
+#if (defined(__AVX512VNNI__) && defined(__AVX512VL__)) || defined(__AVXVNNI__)
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define vi_dot(acc, x, w) _mm256_dpbusd_epi32(acc, x, w)
+#else
+#define vi_dot(acc, x, w) _mm256_dpbusd_avx_epi32(acc, x, w)
+#endif
+#define Q8_OFFSET 1
+#else
+// without VNNI: |x| times the weights with x's signs, pairs into int16 (no saturation: see
+// dot32_i8), pairs of pairs into int32; the same integers as vpdpbusd of the signed bytes
+static inline __m256i vi_dot(__m256i acc, __m256i x, __m256i w) {
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+#define Q8_OFFSET 0
+#endif
+#define vp_zero() _mm256_setzero_ps()
+#define vp_load(p) _mm256_loadu_ps(p)
+#define vp_store(p, v) _mm256_storeu_ps(p, v)
+#define vp_scale(ws, x) _mm256_mul_ps(ws, _mm256_set1_ps(x))
+#define vp_fma(i, s, acc) _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc)
+#endif
+#define Q8_PANELS 1
 
 // --- aarch64 NEON, with the dot-product extension (sdot) when the target has it
 #elif defined(USE_NEON)
@@ -378,6 +437,32 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
         for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
     }
 }
+
+// The prefill panels (see x86's): 4 rows a vector, signed times signed, so no offset
+#define PR 4
+typedef int32x4_t vi;
+typedef float32x4_t vp;
+#define vi_load(p) vld1q_s32(p)
+#define vi_set1(v) vdupq_n_s32(v)
+#define vi_sub(a, b) vsubq_s32(a, b)
+#define vi_store(p, v) vst1q_s32(p, v)
+// each lane r: its 4 bytes of w times the 4 bytes of x
+static inline int32x4_t vi_dot(int32x4_t acc, int32x4_t x, int32x4_t w) {
+#ifdef __ARM_FEATURE_DOTPROD
+    return vdotq_s32(acc, vreinterpretq_s8_s32(w), vreinterpretq_s8_s32(x));
+#else
+    int8x16_t wb = vreinterpretq_s8_s32(w), xb = vreinterpretq_s8_s32(x);
+    int16x8_t lo = vmull_s8(vget_low_s8(wb), vget_low_s8(xb)), hi = vmull_high_s8(wb, xb);
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+#endif
+}
+#define vp_zero() vdupq_n_f32(0.0f)
+#define vp_load(p) vld1q_f32(p)
+#define vp_store(p, v) vst1q_f32(p, v)
+#define vp_scale(ws, x) vmulq_n_f32(ws, x)
+#define vp_fma(i, s, acc) vfmaq_f32(acc, vcvtq_f32_s32(i), s)
+#define Q8_OFFSET 0
+#define Q8_PANELS 1
 #endif
 
 // --- WebAssembly SIMD128 (make web)
@@ -429,6 +514,89 @@ static inline __attribute__((always_inline)) void matmul_tile_wasm(float *xout, 
 #endif
 
 
+#ifdef Q8_PANELS
+#define PANEL_C 8 // tokens at a time: 2 * PANEL_C vectors of sums in registers
+
+// Rows i..i+PR-1 of a matrix in lanes. pw: (n/4, PR) int32, row r's bytes k..k+3 in lane r;
+// base: (groups, PR), what a group's int32 sums start from (with Q8_OFFSET -128 times the row's
+// sum of weights in the group, which takes the 128 added to the activations back out); ws:
+// (groups, PR) the rows' scales.
+typedef struct { int32_t *pw, *base; float *ws; } Panel;
+
+static Panel alloc_panel(int n, int gs) {
+    Panel p;
+    p.pw = xcalloc((size_t)n / 4 * PR + 2 * (size_t)(n / gs) * PR, sizeof(int32_t), "a weight panel");
+    p.base = p.pw + (size_t)n / 4 * PR;
+    p.ws = (float *)(p.base + (size_t)(n / gs) * PR);
+    return p;
+}
+
+static void panel_pack(Panel *p, const QuantizedTensor *w, int n, int gs, int i) {
+    int ng = n / gs;
+    const int8_t *wi = w->q + (size_t)i * n;
+#ifdef vi_gather
+    vi idx = vi_index(n);
+    for (int k = 0; k < n; k += 4) vi_store(p->pw + (size_t)k / 4 * PR, vi_gather(idx, wi + k));
+#else
+    for (int k = 0; k < n; k += 4)
+        for (int r = 0; r < PR; r++) memcpy(p->pw + (size_t)k / 4 * PR + r, wi + (size_t)r * n + k, 4);
+#endif
+    for (int g = 0; g < ng; g++) {
+        vi b = vi_set1(0);
+#if Q8_OFFSET
+        for (int k = g * gs; k < (g + 1) * gs; k += 4) b = vi_dot(b, vi_set1((int)0x80808080u), vi_load(p->pw + (size_t)k / 4 * PR));
+        b = vi_sub(vi_set1(0), b);
+#endif
+        vi_store(p->base + (size_t)g * PR, b);
+        for (int r = 0; r < PR; r++) p->ws[(size_t)g * PR + r] = w->s[scale_at(i + r, g, ng)];
+    }
+}
+
+// The panel's rows for C tokens t..t+C-1: each (row, token) is the tile's computation, group by
+// group (the int32 sum, exact in any order, then acc = I * (ws * xs) + acc).
+static inline __attribute__((always_inline)) void panel_tokens(float *xout, const int8_t *xq, const float *xs, const Panel *p,
+                                                               int n, int d, int gs, int i, int t, int C) {
+    int ng = n / gs;
+    vp acc[PANEL_C];
+    for (int c = 0; c < C; c++) acc[c] = vp_zero();
+    for (int g = 0; g < ng; g++) {
+        vi sum[PANEL_C], b = vi_load(p->base + (size_t)g * PR);
+        for (int c = 0; c < C; c++) sum[c] = b;
+        for (int k = g * gs; k < (g + 1) * gs; k += 4) {
+            vi wv = vi_load(p->pw + (size_t)k / 4 * PR);
+            for (int c = 0; c < C; c++) {
+                int32_t x4;
+                memcpy(&x4, xq + (size_t)(t + c) * n + k, 4);
+#if Q8_OFFSET
+                x4 ^= (int32_t)0x80808080u; // each byte + 128, as unsigned
+#endif
+                sum[c] = vi_dot(sum[c], vi_set1(x4), wv);
+            }
+        }
+        vp ws = vp_load(p->ws + (size_t)g * PR);
+        for (int c = 0; c < C; c++) acc[c] = vp_fma(sum[c], vp_scale(ws, xs[(size_t)(t + c) * ng + g]), acc[c]);
+    }
+    for (int c = 0; c < C; c++) vp_store(xout + (size_t)(t + c) * d + i, acc[c]);
+}
+
+// Panel k (rows PR * k ..) for all T tokens: packed once, then PANEL_C tokens at a time.
+static void panel_rows(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, Panel *p,
+                       int T, int n, int d, int gs, int k) {
+    int i = PR * k, t = 0;
+    panel_pack(p, w, n, gs, i);
+    for (; t + PANEL_C <= T; t += PANEL_C) panel_tokens(xout, xq, xs, p, n, d, gs, i, t, PANEL_C);
+    switch (T - t) {
+        case 7: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 7); break;
+        case 6: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 6); break;
+        case 5: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 5); break;
+        case 4: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 4); break;
+        case 3: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 3); break;
+        case 2: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 2); break;
+        case 1: panel_tokens(xout, xq, xs, p, n, d, gs, i, t, 1); break;
+    }
+}
+#endif
+
 // --- dispatch: the SIMD tiles when the target has them and the group size fits
 static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d,
                         int gs, int i) {
@@ -457,8 +625,36 @@ static void matmul_rows(float *xout, const int8_t *xq, const float *xs, const Qu
     matmul_rows_scalar(xout, xq, xs, w, T, n, d, gs, i);
 }
 
+// A block of at least this many tokens takes the panels
+#define PANEL_MIN_T 4
+
 // xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
 static void matmul(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d, int gs) {
+#ifdef Q8_PANELS
+    if (T >= PANEL_MIN_T && gs % Q8_STEP == 0 && d >= PR) { // the rows past the last full panel: the tiles
+        int np = d / PR;
+#ifdef _OPENMP
+        if (use_threads()) {
+            share_tiles(np);
+            #pragma omp parallel
+            {
+                Panel p = alloc_panel(n, gs);
+                int a, b;
+                while (share_next(&a, &b))
+                    for (int k = a; k < b; k++) panel_rows(xout, xq, xs, w, &p, T, n, d, gs, k);
+                free(p.pw);
+            }
+        } else
+#endif
+        {
+            Panel p = alloc_panel(n, gs);
+            for (int k = 0; k < np; k++) panel_rows(xout, xq, xs, w, &p, T, n, d, gs, k);
+            free(p.pw);
+        }
+        for (int i = np * PR; i < d; i += 4) matmul_rows(xout, xq, xs, w, T, n, d, gs, i);
+        return;
+    }
+#endif
 #ifdef _OPENMP
     if (use_threads()) { // each thread its part of the rows, then batches of the others' (llama2.h)
         share_tiles((d + 3) / 4);
