@@ -196,23 +196,11 @@ static void matmul_rows(float *xout, const float *x, const float *w, int T, int 
 #endif
 }
 
-#ifndef PART_BYTES
-#define PART_BYTES 65536
-#endif
-#ifndef PART_TILES
-#define PART_TILES 4
-#endif
-// Tiles a..b-1 (4 rows each) for the T tokens. Every row panel reads all of the block's
-// activations, which stay in the L2 cache only up to about PART_BYTES: a longer block goes by in
-// parts of that size over PART_TILES tiles at a time, whose weights come from memory once and
-// from the cache for the other parts.
+// Tiles a..b-1 (4 rows each) for the T tokens. A block of tokens reads its rows many times from
+// the L1 cache and computes long enough that the hardware prefetcher has the next rows in time:
+// only a generated token fetches ahead (prefetching in every block slowed prefill).
 static void matmul_tiles(float *xout, const float *x, const float *w, int T, int n, int d, int a, int b) {
-    int part = PART_BYTES / (n * (int)sizeof(float));
-    part = part < 1 ? 1 : part;
-    for (int k0 = a; k0 < b; k0 += PART_TILES)
-        for (int t = 0; t < T; t += part)
-            for (int k = k0; k < b && k < k0 + PART_TILES; k++)
-                matmul_rows(xout + (size_t)t * d, x + (size_t)t * n, w, T - t < part ? T - t : part, n, d, 4 * k, t == 0);
+    for (int k = a; k < b; k++) matmul_rows(xout, x, w, T, n, d, 4 * k, T == 1);
 }
 
 // xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
