@@ -166,8 +166,11 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
 }
 
 // Rows i..i+3 for the T tokens, TILE_C tokens a tile: the 4 rows stay in the L1 cache while the
-// tokens go by. The constant C of each call lets the compiler keep the tile in registers.
-static void matmul_rows_simd(float *xout, const float *x, const float *w, int T, int n, int d, int i, int fetch) {
+// tokens go by. The constant C of each call lets the compiler keep the tile in registers. A block
+// reads its rows many times and computes long enough for the hardware prefetcher to bring the
+// next ones: only a generated token fetches ahead (prefetching in blocks too slowed prefill).
+static void matmul_rows_simd(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+    int fetch = T == 1;
     if (i + 4 <= d) {
         int t = 0;
         for (; t + TILE_C <= T; t += TILE_C) matmul_tile(xout, x, w, n, d, i, t, 4, TILE_C, fetch && t == 0);
@@ -187,20 +190,12 @@ static void matmul_rows_simd(float *xout, const float *x, const float *w, int T,
 }
 #endif
 
-static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i, int fetch) {
+static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
 #ifdef VF
-    matmul_rows_simd(xout, x, w, T, n, d, i, fetch);
+    matmul_rows_simd(xout, x, w, T, n, d, i);
 #else
-    (void)fetch;
     matmul_rows_scalar(xout, x, w, T, n, d, i);
 #endif
-}
-
-// Tiles a..b-1 (4 rows each) for the T tokens. A block of tokens reads its rows many times from
-// the L1 cache and computes long enough that the hardware prefetcher has the next rows in time:
-// only a generated token fetches ahead (prefetching in every block slowed prefill).
-static void matmul_tiles(float *xout, const float *x, const float *w, int T, int n, int d, int a, int b) {
-    for (int k = a; k < b; k++) matmul_rows(xout, x, w, T, n, d, 4 * k, T == 1);
 }
 
 // xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
@@ -211,12 +206,13 @@ static void matmul(float *xout, const float *x, const float *w, int T, int n, in
         #pragma omp parallel
         {
             int a, b;
-            while (share_next(&a, &b)) matmul_tiles(xout, x, w, T, n, d, a, b);
+            while (share_next(&a, &b))
+                for (int k = a; k < b; k++) matmul_rows(xout, x, w, T, n, d, 4 * k);
         }
         return;
     }
 #endif
-    matmul_tiles(xout, x, w, T, n, d, 0, (d + 3) / 4);
+    for (int i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
 }
 
 // ----------------------------------------------------------------------------
