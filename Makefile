@@ -1,74 +1,73 @@
 # chinese-llama2.c — build the C runners, set up Python, run the demo and the tests.
 # `make demo` and `make test` work on a fresh clone: they create .venv themselves.
 
+# PYTHON: the interpreter the venv is made from; VENV, REQUIREMENTS: another venv with other pins,
+# e.g. the oldest supported versions: make test PYTHON=/usr/bin/python3 VENV=.venv-min REQUIREMENTS=requirements-min.txt
 PYTHON ?= python3
-VENV = .venv
+VENV ?= .venv
+REQUIREMENTS ?= requirements.txt
 PY = $(VENV)/bin/python
 
-# --- C programs (run.c, runq.c) -------------------------------------------
+# --- C programs (run.c, runq.c and their shared parts in llama2/) ---------------
 # `make run` builds both runners tuned for this CPU (-march=native: the AVX2, AVX-512 or NEON
 # kernels it has) with OpenMP when the compiler supports it; `make runportable` builds the plain
-# scalar loops.
+# loops. Measurements behind these flags: bench/README.md.
 CC ?= gcc
 # -ffp-contract=off: a*b+c is never fused behind our back, so the kernels' explicit FMAs are the
-# only ones and a token's logits are bit-identical in blocks and alone on every ISA (AVX-512 hosts
-# contracted the two code paths differently)
+# only ones and a token's logits are bit-identical in blocks and alone on every ISA
 CFLAGS_FP = -ffp-contract=off
-C_SOURCES = run.c runq.c llama2.h
+C_SOURCES = run.c runq.c $(wildcard llama2/*.h)
 OMP := $(shell echo 'int main(void){return 0;}' | $(CC) -fopenmp -x c - -o /dev/null 2>/dev/null && echo -fopenmp)
 NATIVE := $(shell echo 'int main(void){return 0;}' | $(CC) -march=native -x c - -o /dev/null 2>/dev/null && echo -march=native)
-
-.PHONY: run runportable rundebug runfast runomp rungnu runompgnu win64 testc bench
 # No -Ofast anywhere: it implies -ffinite-math-only, under which the compiler may delete the
-# isnan() checks on tokenizer scores and command-line numbers. llama2.c's target names stay and
-# build the same fast kernels as `make run` (-O3 gets them; -Ofast's reordering would not help).
+# isnan() checks on tokenizer scores and command-line numbers. -funroll-loops: the kernels'
+# short fixed-size loops.
 FAST = -O3 $(CFLAGS_FP) -funroll-loops $(NATIVE)
-# -funroll-loops: +5% on the kernels' short fixed-size loops (measured on zh-15M, Zen 2)
-run: $(C_SOURCES)
+
+.PHONY: run runportable rundebug runfast runomp rungnu runompgnu win64 hooks testc bench
+# the runners for this CPU; llama2.c's other names for it build the same (-O3 gets the fast kernels)
+run runfast runomp rungnu runompgnu: $(C_SOURCES)
 	$(CC) $(FAST) $(OMP) -o run run.c -lm
 	$(CC) $(FAST) $(OMP) -o runq runq.c -lm
 
+# the reference loops only (-DLLAMA2_SCALAR), for any CPU
 runportable: $(C_SOURCES)
-	$(CC) -O3 $(CFLAGS_FP) -o run run.c -lm
-	$(CC) -O3 $(CFLAGS_FP) -o runq runq.c -lm
+	$(CC) -O3 $(CFLAGS_FP) -DLLAMA2_SCALAR -o run run.c -lm
+	$(CC) -O3 $(CFLAGS_FP) -DLLAMA2_SCALAR -o runq runq.c -lm
 
+# for a debugger, with every warning
 rundebug: $(C_SOURCES)
 	$(CC) -g -O0 $(CFLAGS_FP) -Wall -Wextra $(OMP) -o run run.c -lm
 	$(CC) -g -O0 $(CFLAGS_FP) -Wall -Wextra $(OMP) -o runq runq.c -lm
 
-# without OpenMP
-runfast: $(C_SOURCES)
-	$(CC) $(FAST) -o run run.c -lm
-	$(CC) $(FAST) -o runq runq.c -lm
-
-runomp: $(C_SOURCES)
-	$(CC) $(FAST) -fopenmp -o run run.c -lm
-	$(CC) $(FAST) -fopenmp -o runq runq.c -lm
-
-rungnu: $(C_SOURCES)
-	$(CC) $(FAST) -std=gnu11 -o run run.c -lm
-	$(CC) $(FAST) -std=gnu11 -o runq runq.c -lm
-
-runompgnu: $(C_SOURCES)
-	$(CC) $(FAST) -fopenmp -std=gnu11 -o run run.c -lm
-	$(CC) $(FAST) -fopenmp -std=gnu11 -o runq runq.c -lm
-
-# Windows: llama2.h maps files with MapViewOfFile and sets the console to UTF-8. The target CPU
-# is unknown, so x86-64-v3 (AVX2+FMA, every x86-64 CPU since 2015): the AVX2 kernels.
+# Windows (platform.h: wide-character paths, UTF-8 console); the target CPU is unknown, so
+# x86-64-v3 (AVX2+FMA, every x86-64 CPU since 2015)
 win64: $(C_SOURCES)
 	x86_64-w64-mingw32-gcc -O3 $(CFLAGS_FP) -march=x86-64-v3 -D__USE_MINGW_ANSI_STDIO=1 -o run.exe run.c -lm
 	x86_64-w64-mingw32-gcc -O3 $(CFLAGS_FP) -march=x86-64-v3 -D__USE_MINGW_ANSI_STDIO=1 -o runq.exe runq.c -lm
 
+# the runners with tests/hooks.c's environment variables (logits dump, prefill block, no huge
+# pages), built like `make run`, for the tests and bench/
+hooks: tests/bin/run tests/bin/runq
+tests/bin/%: %.c $(C_SOURCES) tests/hooks.c
+	@mkdir -p tests/bin
+	$(CC) $(FAST) $(OMP) -I. -DENGINE='"$*.c"' -o $@ tests/hooks.c -lm
+
+# the Debian packages the tests and cross builds use (.ci/packages; as root): build targets never install
+.PHONY: deps
+deps:
+	apt-get install -y --no-install-recommends $$(grep -v '^#' .ci/packages)
+
 # bpe.c: the exact, fast BPE encoder that `tinystories.py pretokenize` loads through ctypes;
-# without libbpe.so pretokenize falls back to sentencepiece (same tokens, ~3x slower)
+# without libbpe.so pretokenize falls back to sentencepiece (same tokens, slower)
 .PHONY: bpe
 bpe: libbpe.so
-libbpe.so: bpe.c
+libbpe.so: bpe.c llama2/bpe.h
 	$(CC) -O3 $(CFLAGS_FP) $(NATIVE) -Wall -shared -fPIC -o libbpe.so bpe.c
 
-# only the C runners' tests (parity with PyTorch, tokenizer, fuzzing)
-testc: venv run
-	$(PY) -m pytest -q tests/test_run_c.py tests/test_fuzz_c.py
+# only the C side's tests (unit tests of every kernel, parity with PyTorch, tokenizer, fuzzing)
+testc: venv run hooks
+	$(PY) -m pytest -q tests/test_c_units.py tests/test_run_c.py tests/test_kernels.py tests/test_fuzz_c.py tests/test_bpe.py
 
 # a long fuzz campaign against run/runq built with ASan/UBSan (`make test` runs 400 cases);
 # FUZZ_SEED=n for another sequence, FUZZ_JOBS=n processes at a time
@@ -104,18 +103,18 @@ WEB_PORT ?= 8000
 .PHONY: web serve-web emscripten
 web: web/index.html web/web_worker.js web/run.js web/runq.js web/stories_demo.bin web/tok_demo.bin
 
+# emcc must be there (make deps installs Debian's, or use emsdk)
 emscripten:
-	@command -v emcc >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get install -y --no-install-recommends emscripten; \
-	  else echo "make web needs emcc: apt-get install emscripten (as root), or emsdk"; exit 1; fi; }
+	@command -v emcc >/dev/null || { echo "make web needs emcc: make deps (as root), or emsdk"; exit 1; }
 
+# web.c's entry points linked with each runner, its main left out (-DTESTING)
 web/run.js: web.c $(C_SOURCES) | emscripten
 	@mkdir -p web
-	$(EMCC) $(EMFLAGS) -sEXPORT_NAME=createRun -DENGINE='"run.c"' -o $@ web.c
+	$(EMCC) $(EMFLAGS) -sEXPORT_NAME=createRun -DTESTING -o $@ web.c run.c
 
 web/runq.js: web.c $(C_SOURCES) | emscripten
 	@mkdir -p web
-	$(EMCC) $(EMFLAGS) -sEXPORT_NAME=createRunq -DENGINE='"runq.c"' -o $@ web.c
+	$(EMCC) $(EMFLAGS) -sEXPORT_NAME=createRunq -DTESTING -o $@ web.c runq.c
 
 web/index.html: web.html
 	@mkdir -p web
@@ -134,16 +133,16 @@ serve-web: web
 	$(PYTHON) -m http.server $(WEB_PORT) --bind 127.0.0.1 --directory web
 
 # --- Python environment, demo, tests ----------------------------------------
-$(VENV)/.stamp: requirements.txt
+$(VENV)/.stamp: $(REQUIREMENTS)
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q -r $(REQUIREMENTS)
 	touch $@
 
 .PHONY: venv test demo demo_publish
 venv: $(VENV)/.stamp
 
 # the whole suite, Python and C, offline
-test: venv run bpe
+test: venv run bpe hooks
 	$(PY) -m pytest -q tests
 
 # The main job on the bundled offline data, through the user-facing commands. Each stage
@@ -154,16 +153,9 @@ DEMO_OUT = out/demo
 DEMO_VOCAB = 2048
 DEMO_TOK = $(DEMO_DATA)/tok$(DEMO_VOCAB)
 DEMO_PROMPT = 从前，有一只小狗叫豆豆
-# Recipe (issue 17): the copy of the hero's name (a head that looks back to it) appears suddenly
-# between steps 250 and 500, so the minutes go to more, cheaper steps: 2 layers at context 128 ran
-# 200 steps in 210 s vs 345 s for 4 layers at 256. Context 160 holds every generated story (longest
-# 147 tokens), so stories still end at EOS. 2 ranks x 1 thread: 1 rank x 2 threads was 3-10x slower
-# per step on the 2-core host under load (not re-measured quiet).
-DEMO_TRAIN = --vocab_source=custom --vocab_size=$(DEMO_VOCAB) --data_root=$(DEMO_DATA) \
-	--out_dir=$(DEMO_OUT) --device=cpu --compile=False --dtype=float32 \
-	--dim=128 --n_layers=2 --n_heads=4 --n_kv_heads=4 --max_seq_len=160 \
-	--batch_size=24 --gradient_accumulation_steps=2 --learning_rate=4e-3 --warmup_iters=30 \
-	--max_iters=1000 --eval_interval=250 --eval_iters=8 --log_interval=20 --always_save_checkpoint=True
+# the recipe's choices are in config/train_demo.py; the paths and the vocabulary are here
+DEMO_TRAIN = config/train_demo.py --vocab_source=custom --vocab_size=$(DEMO_VOCAB) \
+	--data_root=$(DEMO_DATA) --out_dir=$(DEMO_OUT)
 
 # a demo stage: print the command, run it, print how long it took
 TIMED = @sh -c 'echo "$$*"; t=$$(date +%s); "$$@" || exit; echo "   ($$(( $$(date +%s) - t )) s)"' --
@@ -217,4 +209,5 @@ demo_publish: demo
 .PHONY: clean
 clean:
 	rm -f run runq run.exe runq.exe libbpe.so
+	rm -rf tests/bin
 	rm -rf $(DEMO_OUT) web

@@ -3,9 +3,9 @@
 
    make bpe        # builds libbpe.so; without it pretokenize uses sentencepiece itself (slower)
 
-   Why a second encoder next to the one in llama2.h: run.c encodes one prompt from the .bin, which
-   holds strings and scores only. Pretokenizing encodes the whole corpus, so this one is built for
-   throughput, from the vocabulary's piece types that only the .model has.
+   Why a second front end next to the runners' (llama2/tokenizer.h): run.c encodes one prompt
+   from the .bin, which holds strings and scores only. Pretokenizing encodes the whole corpus, so
+   this one is built for throughput, from the vocabulary's piece types that only the .model has.
 
    The algorithm is sentencepiece's BPE: one symbol per character, then repeatedly merge the
    adjacent pair whose merged piece has the highest score (the leftmost on ties); characters that
@@ -19,10 +19,12 @@
    - those segments are short and repeat ("小狗", "说：", ...), so each distinct one is encoded once
      per call and then copied from a cache.
    tokenizer.py hands this library only vocabularies it encodes exactly, and the tests compare it
-   with sentencepiece token for token on the whole sample corpus. */
+   with sentencepiece token for token on the whole sample corpus. The normalizer and the merge loop
+   are the runners' (llama2/bpe.h). */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include "llama2/bpe.h"
 
 #define N_CODEPOINTS 0x110000
 #define NORMAL 1 // sentencepiece's piece type of the pieces text is made of
@@ -43,21 +45,7 @@ typedef struct {
 } BPE;
 
 // ----------------------------------------------------------------------------
-// UTF-8 and hashing
-
-// Length in bytes of the UTF-8 character at s, and its codepoint (-1 for a stray byte).
-static int char_len(const unsigned char *s, size_t left, int32_t *cp) {
-    unsigned c = s[0];
-    int n = c < 0x80 ? 1 : (c >> 5) == 6 ? 2 : (c >> 4) == 14 ? 3 : (c >> 3) == 30 ? 4 : 1;
-    if ((size_t)n > left) n = 1;
-    for (int i = 1; i < n; i++)
-        if ((s[i] & 0xC0) != 0x80) n = 1;
-    *cp = n == 1 ? (c < 0x80 ? (int32_t)c : -1) : n == 2 ? (int32_t)(c & 0x1F) << 6 | (s[1] & 0x3F)
-        : n == 3 ? (int32_t)(c & 0x0F) << 12 | (s[1] & 0x3F) << 6 | (s[2] & 0x3F)
-        : (int32_t)(c & 0x07) << 18 | (s[1] & 0x3F) << 12 | (s[2] & 0x3F) << 6 | (s[3] & 0x3F);
-    if (*cp >= N_CODEPOINTS) *cp = -1;
-    return n;
-}
+// hashing
 
 static uint64_t hash64(uint64_t key) { // murmur3's finalizer: every key bit reaches the low bits
     key ^= key >> 33;
@@ -133,7 +121,7 @@ BPE *bpe_new(int n, const unsigned char *blob, const int64_t *offsets, const flo
         int len = (int)(offsets[i + 1] - offsets[i]);
         *str_slot(strs, str_mask, s, len) = (Str){s, len, i};
         int32_t cp;
-        if (len > 0 && char_len(s, len, &cp) == len && cp >= 0) b->char_id[cp] = i;
+        if (len > 0 && utf8_char(s, len, &cp) == len && cp >= 0) b->char_id[cp] = i;
     }
     for (int i = 0; i < n && *bad_piece < 0; i++) {
         if (types[i] != NORMAL) continue;
@@ -141,7 +129,7 @@ BPE *bpe_new(int n, const unsigned char *blob, const int64_t *offsets, const flo
         int len = (int)(offsets[i + 1] - offsets[i]), prev = -1;
         for (int k = 0; k < len;) {
             int32_t cp;
-            int cl = char_len(s + k, len - k, &cp), cid = cp >= 0 ? b->char_id[cp] : -1;
+            int cl = utf8_char(s + k, len - k, &cp), cid = cp >= 0 ? b->char_id[cp] : -1;
             if (cid < 0) { *bad_piece = i; break; }
             if (k > 0) {
                 add_pair(b, prev, cid)->join = 1; // no merge ever joins two characters not marked so
@@ -178,19 +166,6 @@ static int grow(void **p, size_t *cap, size_t need, size_t size) {
 }
 
 typedef struct {
-    int32_t id;      // piece id
-    int32_t len;     // characters; 0 once merged into its left neighbour
-    int32_t prev, next;
-} Symbol;
-
-typedef struct {
-    float score;
-    int32_t left, right;
-    int32_t len;     // characters of left + right when pushed: a stale entry no longer matches
-    int32_t id;
-} Candidate;
-
-typedef struct {
     uint64_t hash;   // 0 marks an empty slot
     uint32_t chars;  // where its character ids start in Cache.data, then its piece ids
     int32_t n_chars, n_ids;
@@ -210,7 +185,7 @@ typedef struct {
     int32_t *cid;          // its characters' piece ids (-1: no piece)
     int32_t *cstart;       // and where each starts in text
     Symbol *sym;
-    Candidate *heap;
+    Candidate *heap;       // bpe.h's
     size_t cap_text, cap_chars, cap_start, cap_sym, cap_heap;
     Cache cache;
 } Scratch;
@@ -218,61 +193,21 @@ typedef struct {
 // ----------------------------------------------------------------------------
 // BPE on one segment: a run of characters that are all pieces
 
-static int before(const Candidate *a, const Candidate *b) { // higher score first, then leftmost
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static void heap_push(Candidate *h, int *n, Candidate c) {
-    int i = (*n)++;
-    while (i > 0 && before(&c, &h[(i - 1) / 2])) { h[i] = h[(i - 1) / 2]; i = (i - 1) / 2; }
-    h[i] = c;
-}
-
-static Candidate heap_pop(Candidate *h, int *n) {
-    Candidate top = h[0], last = h[--(*n)];
-    int i = 0;
-    for (;;) {
-        int c = 2 * i + 1;
-        if (c >= *n) break;
-        if (c + 1 < *n && before(&h[c + 1], &h[c])) c++;
-        if (!before(&h[c], &last)) break;
-        h[i] = h[c];
-        i = c;
-    }
-    h[i] = last;
-    return top;
-}
-
-static void push_candidate(const BPE *b, const Symbol *s, int left, Candidate *heap, int *nheap) {
-    int right = s[left].next;
-    if (right < 0) return;
-    const Pair *p = pair_slot(b, s[left].id, s[right].id);
-    if (p->key != 0 && p->id >= 0) heap_push(heap, nheap, (Candidate){p->score, left, right, s[left].len + s[right].len, p->id});
+static int32_t merged_pair(const void *ctx, const Symbol *l, const Symbol *r, float *score) {
+    const Pair *p = pair_slot(ctx, l->id, r->id);
+    if (p->key == 0 || p->id < 0) return -1;
+    *score = p->score;
+    return p->id;
 }
 
 // Merges the n character ids in cid; writes the piece ids to out and returns how many, -1 if out of memory.
 static int merge_segment(const BPE *b, Scratch *w, const int32_t *cid, int n, int32_t *out) {
-    // every merge removes a symbol and pushes at most two candidates: 3n bounds the heap
     if (!grow((void **)&w->sym, &w->cap_sym, n, sizeof(Symbol)) ||
-        !grow((void **)&w->heap, &w->cap_heap, 3 * (size_t)n, sizeof(Candidate))) return -1;
+        !grow((void **)&w->heap, &w->cap_heap, 2 * (size_t)n, sizeof(Candidate))) return -1;
     Symbol *s = w->sym;
-    Candidate *heap = w->heap;
-    for (int i = 0; i < n; i++) s[i] = (Symbol){cid[i], 1, i - 1, i + 1};
+    for (int i = 0; i < n; i++) s[i] = (Symbol){cid[i], 1, i - 1, i + 1, i};
     s[n - 1].next = -1;
-    int nheap = 0;
-    for (int i = 0; i + 1 < n; i++) push_candidate(b, s, i, heap, &nheap);
-    while (nheap > 0) {
-        Candidate c = heap_pop(heap, &nheap);
-        Symbol *l = &s[c.left], *r = &s[c.right];
-        if (l->len == 0 || r->len == 0 || l->next != c.right || l->len + r->len != c.len) continue; // stale
-        l->id = c.id;
-        l->len += r->len;
-        r->len = 0;
-        l->next = r->next;
-        if (r->next >= 0) s[r->next].prev = c.left;
-        if (l->prev >= 0) push_candidate(b, s, l->prev, heap, &nheap);
-        push_candidate(b, s, c.left, heap, &nheap);
-    }
+    bpe_merge(s, n, w->heap, merged_pair, b);
     int m = 0;
     for (int i = 0; i >= 0; i = s[i].next) out[m++] = s[i].id;
     return m;
@@ -331,39 +266,13 @@ static const int32_t *encode_segment(const BPE *b, Scratch *w, const int32_t *ci
 }
 
 // ----------------------------------------------------------------------------
-// normalizing and encoding one document
-
-// The identity normalizer: writes the normalized text to out (room for 3n + 3 bytes), returns its
-// length. With remove_extra_whitespaces: no leading spaces, one per run of spaces, no trailing "▁".
-static size_t normalize(const BPE *b, const unsigned char *in, size_t n, unsigned char *out) {
-    static const unsigned char space[3] = {0xE2, 0x96, 0x81}; // "▁"
-    size_t i = 0, m = 0;
-    if (b->remove_extra_whitespaces)
-        while (i < n && in[i] == ' ') i++;
-    if (i == n) return 0;
-    if (b->add_dummy_prefix) { memcpy(out, space, 3); m = 3; }
-    while (i < n) {
-        const unsigned char *sp = memchr(in + i, ' ', n - i); // copy up to the next space at once
-        size_t run = sp ? (size_t)(sp - in) - i : n - i;
-        memcpy(out + m, in + i, run);
-        m += run;
-        i += run;
-        if (i == n) break;
-        i++;
-        if (b->remove_extra_whitespaces && i < n && in[i] == ' ') continue; // one space per run
-        memcpy(out + m, space, 3);
-        m += 3;
-    }
-    if (b->remove_extra_whitespaces) // as sentencepiece: trailing "▁" go too, typed ones and the prefix included
-        while (m >= 3 && memcmp(out + m - 3, space, 3) == 0) m -= 3;
-    return m;
-}
+// encoding one document
 
 // Writes the ids of the document in[0..n) to out, which has room for `room`; returns their
 // count, -1 when out of memory, -2 when they might not fit (at most one id per normalized byte).
 static long encode_doc(const BPE *b, Scratch *w, const unsigned char *in, size_t n, uint16_t *out, long room) {
     if (!grow((void **)&w->text, &w->cap_text, 3 * n + 3, 1)) return -1;
-    size_t m = normalize(b, in, n, w->text);
+    size_t m = bpe_normalize(in, n, w->text, b->add_dummy_prefix, b->remove_extra_whitespaces, "\xE2\x96\x81", 3);
     if ((long)m > room) return -2;
     if (!grow((void **)&w->cid, &w->cap_chars, m, sizeof(int32_t)) ||
         !grow((void **)&w->cstart, &w->cap_start, m + 1, sizeof(int32_t))) return -1;
@@ -371,7 +280,7 @@ static long encode_doc(const BPE *b, Scratch *w, const unsigned char *in, size_t
     int nc = 0;
     for (size_t i = 0; i < m;) {
         int32_t cp;
-        int len = char_len(text + i, m - i, &cp);
+        int len = utf8_char(text + i, m - i, &cp);
         w->cid[nc] = cp >= 0 ? b->char_id[cp] : -1;
         w->cstart[nc++] = (int32_t)i;
         i += len;

@@ -20,7 +20,7 @@ def fail(msg):
     die(msg, status=2)  # a bad setting is a usage error: status 2, as argparse
 
 
-def _set(config, key, value, where):
+def _set(config, key, value, where, given):
     if key not in config:
         fail(f"unknown setting '{key}' ({where}); known settings: {', '.join(sorted(config))}")
     old = config[key]
@@ -30,11 +30,15 @@ def _set(config, key, value, where):
         fail(f"setting '{key}' ({where}) must be of type {type(old).__name__}, "
             f"got {type(value).__name__} {value!r}")
     config[key] = value
+    if given is not None:
+        given.add(key)
 
 
-def configure(config, argv, verbose=True):
+def configure(config, argv, verbose=True, given=None):
     """Apply config files and --key=value overrides from argv to the dict config (in place).
-    verbose prints each override (and config file) to stdout, as the original does."""
+    verbose prints each override (and config file) to stdout, as the original does. given: a set
+    that receives the name of every setting the user set (on the command line or in a config file),
+    for checks that must tell a value the user asked for from a default."""
     for arg in argv:
         if arg in ("-h", "--help"):
             print("settings (override with --key=value, or name a Python config file):")
@@ -61,7 +65,7 @@ def configure(config, argv, verbose=True):
                 fail(f"config file {arg} failed: {first_line(e, with_type=True)}")
             for key, value in namespace.items():
                 if not key.startswith("_") and not isinstance(value, types.ModuleType):
-                    _set(config, key, value, f"in {arg}")
+                    _set(config, key, value, f"in {arg}", given)
         else:
             if not arg.startswith("--"):
                 fail(f"bad argument '{arg}': use --key=value")
@@ -72,7 +76,7 @@ def configure(config, argv, verbose=True):
                 value = val  # a bare word such as --device=cpu is a string
             if isinstance(config.get(key), str) and not isinstance(value, str):
                 value = val  # a string setting takes the text as written: --start=123
-            _set(config, key, value, f"--{key}={val}")
+            _set(config, key, value, f"--{key}={val}", given)
             if verbose:
                 print(f"Overriding: {key} = {config[key]}")
     return config

@@ -28,8 +28,9 @@ import numpy as np
 import torch
 
 from errors import arg_parser, die, first_line, interrupted
-from fileio import write_atomic
-from model import ModelArgs, Transformer, precompute_freqs_cis, shares_classifier, untie_classifier
+from fileio import nbytes, write_atomic
+from model import (MAX_SEQ_LEN, ModelArgs, Transformer, param_shapes, precompute_freqs_cis, shares_classifier,
+                   untie_classifier)
 from tokenizer import load_vocab
 
 MAGIC = 0x616B3432  # "ak42" as a little-endian uint32
@@ -229,7 +230,7 @@ def hf_export(model, dirpath, dtype=torch.float16):
                         torch.bfloat16: "bfloat16"}[dtype],
     }
     os.makedirs(dirpath, exist_ok=True)
-    write_atomic(lambda tmp: torch.save(sd, tmp), os.path.join(dirpath, "pytorch_model.bin"))
+    write_atomic(lambda tmp: torch.save(sd, tmp), os.path.join(dirpath, "pytorch_model.bin"), nbytes(sd))
 
     def write_config(tmp):
         with open(tmp, "w") as f:
@@ -316,6 +317,13 @@ def model_export(model, filepath, version=0, dtype=torch.float32, tokenizer=None
     else:
         raise ValueError(f"unknown export version {version} (expected 0, 1, 2, -1 or gguf)")
 
+def export_size(model, version, dtype=torch.float32, gguf_type="f32"):
+    """About how many bytes model_export writes (what a "no space left" message says is needed)."""
+    per_value = {0: 4, 1: 4, 2: 1.1, -1: torch.empty(0, dtype=dtype).element_size()}.get(version)
+    if version == "gguf":
+        per_value = {"f32": 4, "f16": 2, "q8_0": 1.1}[gguf_type]
+    return int(sum(p.numel() for p in model.parameters()) * (per_value or 4))
+
 # -----------------------------------------------------------------------------
 # reading
 
@@ -356,6 +364,8 @@ def read_bin_header(path):
     for name, v in zip(names, cfg):
         if v <= 0:
             raise ValueError(f"{path}: not a llama2.c model file (header field {name} = {v})")
+    if seq_len > MAX_SEQ_LEN:  # v1/v2 files do not hold the RoPE tables this would allocate
+        raise ValueError(f"{path}: header seq_len {seq_len} is beyond the limit of {MAX_SEQ_LEN} (model.MAX_SEQ_LEN)")
     if dim % n_heads != 0 or (dim // n_heads) % 2 != 0:
         raise ValueError(f"{path}: not a llama2.c model file (header: dim {dim} is not n_heads {n_heads} "
                          "x an even head size)")
@@ -457,6 +467,30 @@ def check_finite(model):
                              "(a diverged training run?)")
 
 
+class ShapeError(ValueError):
+    """Weights that do not fit the model settings stored with them."""
+
+
+def check_shapes(args, state_dict):
+    """ShapeError unless state_dict holds exactly the weights of Transformer(args), shape by shape.
+    Runs before the model is built: model_args claiming n_layers=10**9 cost nothing."""
+    if args.max_seq_len > MAX_SEQ_LEN:
+        raise ShapeError(f"max_seq_len={args.max_seq_len} is beyond the limit of {MAX_SEQ_LEN} (model.MAX_SEQ_LEN)")
+    layers = {k.split(".")[1] for k in state_dict if k.startswith("layers.")}
+    if len(layers) != args.n_layers:
+        raise ShapeError(f"n_layers={args.n_layers} but the weights hold {len(layers)} layers")
+    want = param_shapes(args)
+    for name, shape in want.items():
+        if name not in state_dict:
+            raise ShapeError(f"Missing key {name}")
+        got = tuple(getattr(state_dict[name], "shape", ()))
+        if got != shape:
+            raise ShapeError(f"size mismatch for {name}: the weights are {got}, the settings make it {shape}")
+    extra = [k for k in state_dict if k not in want]
+    if extra:
+        raise ShapeError(f"Unexpected key {extra[0]}")
+
+
 def load_checkpoint(checkpoint):
     """Build a Transformer from a train.py ckpt.pt. ValueError on a bad file."""
     try:
@@ -467,8 +501,10 @@ def load_checkpoint(checkpoint):
                 raise ValueError(f"model_args {k} = {getattr(args, k)!r}")
         # torch.compile wraps the model and prefixes its keys
         state_dict = {k.removeprefix("_orig_mod."): v for k, v in ckpt["model"].items()}
+        tied = torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"])
+        check_shapes(args, state_dict)
         model = Transformer(args)
-        if not torch.equal(state_dict["output.weight"], state_dict["tok_embeddings.weight"]):
+        if not tied:
             untie_classifier(model)
     except FileNotFoundError:
         raise ValueError(f"checkpoint not found: {checkpoint}") from None
@@ -477,6 +513,8 @@ def load_checkpoint(checkpoint):
     except pickle.UnpicklingError:  # torch's own message would advise weights_only=False
         raise ValueError(f"cannot load checkpoint {checkpoint}: not a train.py checkpoint (torch.load "
                          "with weights_only=True cannot read it)") from None
+    except ShapeError as e:
+        raise ValueError(f"cannot load checkpoint {checkpoint}: its weights do not fit its model_args ({e})") from None
     except Exception as e:
         raise ValueError(f"cannot load checkpoint {checkpoint}: "
                          f"{first_line(e, with_type=True)}") from None
@@ -515,7 +553,7 @@ def main(argv=None):
             raise ValueError(f"{args.filepath} is a folder; give the path of the file to write")
         else:
             write_atomic(lambda tmp: model_export(model, tmp, version, dtype, args.tokenizer, args.gguf_type),
-                         args.filepath)
+                         args.filepath, export_size(model, version, dtype, args.gguf_type))
     except (ValueError, OSError) as e:
         die(e)
     except KeyboardInterrupt:

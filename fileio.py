@@ -6,12 +6,25 @@ it and renames it over the target: a crash, a kill -9 or an exception at any mom
 file or the new one, never a torn file. Temporary files are named "<name>.<random>.tmp"; the next
 successful write to the same path removes the ones left by killed writers.
 
+A full disk (ENOSPC) or a file-size limit (EFBIG, ulimit -f) while writing is raised as DiskFull,
+whose message says so in one line, whatever the writer reported: torch.save's stream writer and
+numpy's tofile lose the errno ("unexpected pos 576 vs 534", "629205 requested and 618496 written").
+
 lock_folder(folder) keeps two processes (e.g. two training runs) from writing into one folder."""
 
+import errno
+import gc
 import glob
 import os
+import re
 import stat
 import tempfile
+import traceback
+
+try:
+    import resource  # POSIX: the file-size limit
+except ImportError:
+    resource = None
 
 try:
     import fcntl  # POSIX; on Windows there are no locks and leftovers are not cleaned
@@ -96,10 +109,76 @@ def fsync_folder(folder):
         os.close(fd)
 
 
-def write_atomic(write, path):
+class DiskFull(OSError):
+    """No room for a file: "no space left on <path> (need ~N MB, ...)". An OSError, so every tool's
+    handler of OSError already prints it as its one line; it takes only the message, so it pickles
+    (a pool worker's error reaches the main process intact)."""
+
+
+# what the writers say about a short write when they do not pass the errno on
+_SHORT_WRITE = re.compile(r"unexpected pos \d+ vs \d+|PytorchStreamWriter failed writing|file write failed"
+                          r"|\d+ requested and \d+ written")
+
+
+def _looks_full(e):
+    if getattr(e, "errno", None) is not None:
+        return e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", errno.ENOSPC))
+    return isinstance(e, (OSError, RuntimeError)) and _SHORT_WRITE.search(str(e)) is not None
+
+
+def _mb(n):
+    return f"{n / 2**20:.1f}" if n < 10 * 2**20 else f"{n / 2**20:.0f}"
+
+
+def _size_limit():
+    if resource is None:
+        return None
+    soft = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    return None if soft == resource.RLIM_INFINITY else soft
+
+
+def disk_full(e, path, need=0, written=0):
+    """DiskFull for path when e is a full disk or the file-size limit (need: the bytes the whole
+    file takes, written: how far the writer got), else None. A short write without an errno counts
+    only when the room left (or the size limit) really is too small, so an I/O error stays one."""
+    folder = os.path.dirname(os.path.abspath(path))
+    try:
+        st = os.statvfs(folder)
+        free = st.f_bavail * st.f_frsize
+    except (OSError, AttributeError):
+        free = None
+    limit = _size_limit()
+    need = max(need, written)
+    code = getattr(e, "errno", None)
+    if code is None and isinstance(e, (OSError, RuntimeError)) and _SHORT_WRITE.search(str(e)):
+        if limit is not None and written + (1 << 20) > limit:
+            code = errno.EFBIG
+        elif free is not None and free < max(need - written, 1 << 20):
+            code = errno.ENOSPC
+    if code == errno.EFBIG:
+        where = f"the file-size limit (ulimit -f) is {_mb(limit)} MB" if limit is not None else "the file is too large"
+        return DiskFull(f"no space left on {path} (need ~{_mb(need)} MB; {where})")
+    if code in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        room = f", {_mb(free)} MB free" if free is not None else ""
+        return DiskFull(f"no space left on {path} (need ~{_mb(need)} MB{room})")
+    return None
+
+
+def nbytes(obj):
+    """The bytes of the arrays and tensors in a nested dict/list/tuple: about what saving it takes."""
+    if isinstance(obj, dict):
+        return sum(nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(nbytes(v) for v in obj)
+    n = getattr(obj, "nbytes", 0)
+    return n if isinstance(n, int) else 0
+
+
+def write_atomic(write, path, size=0):
     """write(tmp) fills a new temporary file, which then replaces path atomically (see the module
-    docstring). ValueError if path is a folder, device or FIFO; the temporary file is removed on any
-    failure, KeyboardInterrupt included."""
+    docstring). ValueError if path is a folder, device or FIFO; DiskFull when the disk or the
+    file-size limit stops the write (size: about how many bytes the file takes, for its message);
+    the temporary file is removed on any failure, KeyboardInterrupt included."""
     target, existing = _resolve_target(path)
     folder, name = os.path.split(target)
     fd, tmp = tempfile.mkstemp(prefix=name + ".", suffix=".tmp", dir=folder)
@@ -113,11 +192,29 @@ def write_atomic(write, path):
             os.close(fd)
             fd = -1
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as e:
+        try:
+            written = os.path.getsize(tmp)
+        except OSError:
+            written = 0
+        if isinstance(e, Exception) and _looks_full(e):
+            # the writer (torch's, say) still holds the file open from the traceback's frames, and an
+            # open file keeps its blocks: let go of both before the free space is measured
+            x = e
+            while x is not None:  # the writer's first error (e.__context__) holds it as well
+                traceback.clear_frames(x.__traceback__)
+                x = x.__context__
+            gc.collect()
+            if fd >= 0:
+                os.close(fd)
+                fd = -1
         try:
             os.remove(tmp)
         except OSError:
             pass
+        full = disk_full(e, path, size, written) if fd < 0 else None
+        if full is not None:
+            raise full from None
         raise
     finally:
         if fd >= 0:
@@ -128,11 +225,13 @@ def write_atomic(write, path):
 
 def write_bytes_atomic(path, chunks):
     """write_atomic for data in memory: chunks is bytes or an iterable of bytes."""
+    chunks = [chunks] if isinstance(chunks, (bytes, bytearray)) else list(chunks)
+
     def write(tmp):
         with open(tmp, "wb") as f:
-            for c in [chunks] if isinstance(chunks, (bytes, bytearray)) else chunks:
+            for c in chunks:
                 f.write(c)
-    write_atomic(write, path)
+    write_atomic(write, path, sum(map(len, chunks)))
 
 
 def lock_folder(folder, user="another process"):

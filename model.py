@@ -43,6 +43,31 @@ def ffn_hidden_dim(dim, multiple_of):
     return multiple_of * ((hidden_dim + multiple_of - 1) // multiple_of)
 
 
+# the RoPE tables take max_seq_len x head_size floats whatever the weights are: a bound for file
+# headers and checkpoints, which could otherwise ask for any amount of memory
+MAX_SEQ_LEN = 1 << 20
+
+
+def param_shapes(args):
+    """name -> shape of every weight Transformer(args) holds (its state_dict), computed without
+    building it, so a file's model settings can be checked against its tensors first."""
+    kv_heads = args.n_heads if args.n_kv_heads is None else args.n_kv_heads
+    head = args.dim // args.n_heads
+    hidden = args.hidden_dim or ffn_hidden_dim(args.dim, args.multiple_of)
+    d = args.dim
+    shapes = {"tok_embeddings.weight": (args.vocab_size, d)}
+    for i in range(args.n_layers):
+        p = f"layers.{i}."
+        shapes.update({p + "attention.wq.weight": (args.n_heads * head, d), p + "attention.wk.weight": (kv_heads * head, d),
+                       p + "attention.wv.weight": (kv_heads * head, d), p + "attention.wo.weight": (d, args.n_heads * head),
+                       p + "feed_forward.w1.weight": (hidden, d), p + "feed_forward.w2.weight": (d, hidden),
+                       p + "feed_forward.w3.weight": (hidden, d), p + "attention_norm.weight": (d,),
+                       p + "ffn_norm.weight": (d,)})
+    shapes["norm.weight"] = (d,)
+    shapes["output.weight"] = (args.vocab_size, d)
+    return shapes
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim, eps):
         super().__init__()
@@ -225,7 +250,7 @@ class Transformer(nn.Module):
 
     def estimate_mfu(self, fwdbwd_per_iter, dt, peak_flops):
         """Model FLOPs utilization of ONE device: the FLOP/s of fwdbwd_per_iter sequences in dt
-        seconds over peak_flops (see gpu_peak_flops). Under DDP pass one rank's sequences per
+        seconds over peak_flops (gpus.py has the GPUs' peaks). Under DDP pass one rank's sequences per
         iteration (batch_size * its gradient_accumulation_steps), not the global batch.
         FLOPs per token as in the PaLM paper, Appendix B."""
         N = sum(p.numel() for p in self.parameters())
@@ -258,52 +283,6 @@ class Transformer(nn.Module):
                 if bool(done.all()):
                     break
         return idx
-
-
-# Dense (no sparsity) bf16/fp16 tensor-core peak FLOP/s with fp32 accumulation, from the vendor
-# datasheets, keyed by the exact torch.cuda.get_device_name(): a substring would let "NVIDIA L4"
-# match the L40S and "H100" the H100 PCIe. V100 and T4 have no bf16; their figure is fp16's.
-GPU_PEAK_FLOPS = {
-    "NVIDIA B200": 2250e12,
-    "NVIDIA H200": 989e12,  # SXM
-    "NVIDIA H200 NVL": 835e12,
-    "NVIDIA GH200 480GB": 989e12,
-    "NVIDIA H100 80GB HBM3": 989e12,  # SXM5
-    "NVIDIA H100 PCIe": 756e12,
-    "NVIDIA H100 NVL": 835e12,
-    "NVIDIA H800": 989e12,
-    "NVIDIA H800 PCIe": 756e12,
-    "NVIDIA H20": 148e12,
-    "NVIDIA A100-SXM4-40GB": 312e12,
-    "NVIDIA A100-SXM4-80GB": 312e12,
-    "NVIDIA A100-PCIE-40GB": 312e12,
-    "NVIDIA A100 80GB PCIe": 312e12,
-    "NVIDIA A100-PCIE-80GB": 312e12,
-    "NVIDIA A800-SXM4-80GB": 312e12,
-    "NVIDIA A800 80GB PCIe": 312e12,
-    "NVIDIA L40S": 362e12,
-    "NVIDIA L40": 181e12,
-    "NVIDIA L4": 121e12,
-    "NVIDIA A40": 150e12,
-    "NVIDIA A10": 125e12,
-    "NVIDIA A10G": 70e12,  # AWS's variant; no NVIDIA datasheet, AWS-published figure
-    "NVIDIA RTX 6000 Ada Generation": 364e12,
-    "NVIDIA RTX A6000": 155e12,
-    "NVIDIA GeForce RTX 4090": 165e12,
-    "NVIDIA GeForce RTX 3090": 71e12,
-    "Tesla V100-SXM2-16GB": 125e12,
-    "Tesla V100-SXM2-32GB": 125e12,
-    "Tesla V100-PCIE-16GB": 112e12,
-    "Tesla V100-PCIE-32GB": 112e12,
-    "Tesla V100S-PCIE-32GB": 130e12,
-    "Tesla T4": 65e12,
-}
-
-
-def gpu_peak_flops(name):
-    """The peak for a device name (torch.cuda.get_device_name()), or None for a card not in
-    GPU_PEAK_FLOPS: better no MFU than one against another card's peak."""
-    return GPU_PEAK_FLOPS.get(name.strip())
 
 
 def untie_classifier(model: Transformer) -> Transformer:

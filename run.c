@@ -1,13 +1,16 @@
 /* Inference for Llama-2 Transformer models in pure C, fp32 weights.
    Reads llama2.c checkpoints of version 0 (the published Chinese stories15M/42M/110M.bin) and
-   version 1 (detected by its magic), memory-mapped. The tokenizer, sampler, generation loop and
-   command line are shared with runq.c in llama2.h.
+   version 1 (detected by its magic), memory-mapped. This file holds the weights, the matmul and
+   the forward pass; the parts shared with runq.c are the includes, each saying what it defines.
 
    make run
    ./run stories15M.bin -z tok5000.bin -i "从前，有一只会飞的狗叫波波"
 */
-#include "llama2.h"
-
+#include "llama2/platform.h"   // errors, the model file in memory
+#include "llama2/checkpoint.h" // the header: Config, version, shared classifier
+#include "llama2/ops.h"        // rmsnorm, attention, swiglu, the activations (RunState); simd.h picks the ISA's kernels
+#include "llama2/threads.h"    // for_each_tile: a matmul's rows shared by the threads
+#include "llama2/cli.h"        // tokenizer, sampler, generation and chat loops, the command line
 
 // ----------------------------------------------------------------------------
 // Transformer weights and state
@@ -32,9 +35,8 @@ struct Transformer {
     TransformerWeights weights;
     RunState state;
     MappedFile file;
-    float *tiled_cls;  // the browser build's copy of a shared classifier, in tile order (llama2.h)
+    float *cls_copy;  // a shared classifier's own copy, where the kernels reorder the weights (REORDERS_WEIGHTS)
 };
-TRANSFORMER_CONFIG_FIRST;
 
 static void memory_map_weights(TransformerWeights *w, const Config *p, const float *ptr, int version, int shared) {
     size_t hs = p->dim / p->n_heads, L = p->n_layers, dim = p->dim, hid = p->hidden_dim;
@@ -61,42 +63,33 @@ static void memory_map_weights(TransformerWeights *w, const Config *p, const flo
     w->wcls = shared ? w->token_embedding_table : ptr;
 }
 
-#ifdef USE_WASM_SIMD
-// The browser build's tile order (llama2.h tile_order) for each layer's matrix whose rows are a
-// multiple of 4 floats (the others stay in row order: matmul_tile reads them so).
-static void tile_order_layers(const float *w, size_t layers, size_t rows, size_t cols) {
-    if (cols % 4 == 0)
-        for (size_t l = 0; l < layers; l++) tile_order((float *)w + l * rows * cols, rows, cols * sizeof(float));
-}
-#endif
-
 static Transformer *build_transformer(const char *checkpoint_path) {
     Transformer *t = xcalloc(1, sizeof(Transformer), "the model");
-    map_file(&t->file, checkpoint_path);
+    map_file(&t->file, checkpoint_path, REORDERS_WEIGHTS);
     Header h;
     read_header(checkpoint_path, t->file.data, t->file.size, &h);
     if (h.version == 2) die("%s is an int8 (version 2) checkpoint: run it with ./runq", checkpoint_path);
     check_file_size(checkpoint_path, &h, t->file.size);
     t->config = h.config;
     memory_map_weights(&t->weights, &t->config, (const float *)(t->file.data + h.header_bytes), h.version, h.shared_classifier);
-#ifdef USE_WASM_SIMD
-    TransformerWeights *w = &t->weights;
-    const Config *c = &t->config;
-    size_t L = c->n_layers, dim = c->dim, hid = c->hidden_dim, kv = dim * c->n_kv_heads / c->n_heads, V = c->vocab_size;
-    tile_order_layers(w->wq, L, dim, dim);
-    tile_order_layers(w->wk, L, kv, dim);
-    tile_order_layers(w->wv, L, kv, dim);
-    tile_order_layers(w->wo, L, dim, dim);
-    tile_order_layers(w->w1, L, hid, dim);
-    tile_order_layers(w->w2, L, dim, hid);
-    tile_order_layers(w->w3, L, hid, dim);
-    if (w->wcls == w->token_embedding_table) { // the embedding is read by rows: the classifier gets a copy
-        t->tiled_cls = xcalloc(V * dim, sizeof(float), "the classifier");
-        memcpy(t->tiled_cls, w->wcls, V * dim * sizeof(float));
-        w->wcls = t->tiled_cls;
+    if (REORDERS_WEIGHTS) { // the matmul's weights into the order its kernel reads (wasm.h)
+        TransformerWeights *w = &t->weights;
+        const Config *c = &t->config;
+        size_t L = c->n_layers, dim = c->dim, hid = c->hidden_dim, kv = dim * c->n_kv_heads / c->n_heads, V = c->vocab_size;
+        reorder_f32(w->wq, L, dim, dim);
+        reorder_f32(w->wk, L, kv, dim);
+        reorder_f32(w->wv, L, kv, dim);
+        reorder_f32(w->wo, L, dim, dim);
+        reorder_f32(w->w1, L, hid, dim);
+        reorder_f32(w->w2, L, dim, hid);
+        reorder_f32(w->w3, L, hid, dim);
+        if (w->wcls == w->token_embedding_table) { // the embedding is read by rows: the classifier gets a copy
+            t->cls_copy = xcalloc(V * dim, sizeof(float), "the classifier");
+            memcpy(t->cls_copy, w->wcls, V * dim * sizeof(float));
+            w->wcls = t->cls_copy;
+        }
+        reorder_f32(w->wcls, 1, V, dim);
     }
-    tile_order_layers(w->wcls, 1, V, dim);
-#endif
     build_state(&t->state, &t->config);
     return t;
 }
@@ -104,115 +97,30 @@ static Transformer *build_transformer(const char *checkpoint_path) {
 static void free_transformer(Transformer *t) {
     unmap_file(&t->file);
     free_state(&t->state);
-    free(t->tiled_cls);
+    free(t->cls_copy);
     free(t);
 }
 
-
 // ----------------------------------------------------------------------------
-// kernels: the fp32 matmul, this file's only SIMD code (attention and the other fp32 kernels
-// are in llama2.h, with the vector operations vf_* of each ISA the tile below is written in).
+// the matmul: the reference loop; simd.h's matmul_rows is the ISA's tile (vf.h) where there is one
 
 // Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
-static inline void matmul_rows_scalar(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+static inline void matmul_rows_ref(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
     for (int r = i; r < d && r < i + 4; r++)
-        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot(w + (size_t)r * n, x + (size_t)t * n, n);
+        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot_ref(w + (size_t)r * n, x + (size_t)t * n, n);
 }
 
-#ifdef VF
-// Tokens per tile: the R*C accumulators, C activation vectors and a weight vector fit the
-// registers (32 vectors with AVX-512 and NEON, 16 with AVX2 and, once compiled, SIMD128).
-#if VF == 16 || defined(USE_NEON)
-#define TILE_C 6
-#else
-#define TILE_C 3
-#endif
+typedef struct { float *xout; const float *x, *w; int T, n, d; } Matmul;
 
-// R rows of W times C rows of x, R*C vector accumulators in registers; each W load serves C
-// tokens and each x load R rows. Every output is the same chain of vector FMAs over its row (one
-// accumulator, VF partial sums), the same vf_sum and the same scalar tail whatever the tile, so a
-// token's logits do not depend on the prefill block or the thread count. fetch: this tile brings
-// the rows PREFETCH_ROWS ahead into the cache (the first tile of a row panel does it for the rest).
-static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
-                                                              int n, int d, int i, int t, int R, int C, int fetch) {
-    vf acc[4][TILE_C];
-    for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vf_zero();
-    int ahead = fetch && prefetch_ahead(i, d);
-#ifdef USE_WASM_SIMD
-    int tiled = R == 4 && n % 4 == 0; // the browser build's tile order (tile_order_layers)
-#endif
-    int j = 0;
-    for (; j + VF <= n; j += VF) {
-        // fetch the rows of the tile 4 tiles ahead, 4 * VF floats of it per step (64-byte lines)
-        if (ahead) for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + PREFETCH_ROWS) * n + 4 * j + f);
-        vf xv[TILE_C];
-        for (int c = 0; c < C; c++) xv[c] = vf_load(x + (size_t)(t + c) * n + j);
-        for (int r = 0; r < R; r++) {
-#ifdef USE_WASM_SIMD
-            vf wv = vf_load(tiled ? w + (size_t)i * n + 4 * j + 4 * r : w + (size_t)(i + r) * n + j);
-#else
-            vf wv = vf_load(w + (size_t)(i + r) * n + j);
-#endif
-            for (int c = 0; c < C; c++) acc[r][c] = vf_fma(wv, xv[c], acc[r][c]);
-        }
-    }
-    for (int r = 0; r < R; r++) {
-        for (int c = 0; c < C; c++) {
-            float val = vf_sum(acc[r][c]);
-            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
-            xout[(size_t)(t + c) * d + i + r] = val;
-        }
-    }
+static void matmul_tile4(void *ctx, int k) {
+    const Matmul *m = ctx;
+    matmul_rows(m->xout, m->x, m->w, m->T, m->n, m->d, 4 * k);
 }
 
-// Rows i..i+3 for the T tokens, TILE_C tokens a tile: the 4 rows stay in the L1 cache while the
-// tokens go by. The constant C of each call lets the compiler keep the tile in registers. A block
-// reads its rows many times and computes long enough for the hardware prefetcher to bring the
-// next ones: only a generated token fetches ahead (prefetching in blocks too slowed prefill).
-static void matmul_rows_simd(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-    int fetch = T == 1;
-    if (i + 4 <= d) {
-        int t = 0;
-        for (; t + TILE_C <= T; t += TILE_C) matmul_tile(xout, x, w, n, d, i, t, 4, TILE_C, fetch && t == 0);
-        switch (T - t) {
-#if TILE_C > 5
-            case 5: matmul_tile(xout, x, w, n, d, i, t, 4, 5, fetch && t == 0); break;
-            case 4: matmul_tile(xout, x, w, n, d, i, t, 4, 4, fetch && t == 0); break;
-            case 3: matmul_tile(xout, x, w, n, d, i, t, 4, 3, fetch && t == 0); break;
-#endif
-            case 2: matmul_tile(xout, x, w, n, d, i, t, 4, 2, fetch && t == 0); break;
-            case 1: matmul_tile(xout, x, w, n, d, i, t, 4, 1, fetch && t == 0); break;
-        }
-    } else {
-        for (int r = i; r < d; r++)
-            for (int t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1, 0);
-    }
-}
-#endif
-
-static void matmul_rows(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-#ifdef VF
-    matmul_rows_simd(xout, x, w, T, n, d, i);
-#else
-    matmul_rows_scalar(xout, x, w, T, n, d, i);
-#endif
-}
-
-// xout (T,d) = x (T,n) @ W (d,n)^T, the threads sharing the rows
+// xout (T,d) = x (T,n) @ W (d,n)^T, 4 rows at a time, the threads sharing them
 static void matmul(float *xout, const float *x, const float *w, int T, int n, int d) {
-#ifdef _OPENMP
-    if (use_threads()) { // each thread its part of the rows, then batches of the others' (llama2.h)
-        share_tiles((d + 3) / 4);
-        #pragma omp parallel
-        {
-            int a, b;
-            while (share_next(&a, &b))
-                for (int k = a; k < b; k++) matmul_rows(xout, x, w, T, n, d, 4 * k);
-        }
-        return;
-    }
-#endif
-    for (int i = 0; i < d; i += 4) matmul_rows(xout, x, w, T, n, d, i);
+    Matmul m = {xout, x, w, T, n, d};
+    for_each_tile((d + 3) / 4, matmul_tile4, &m);
 }
 
 // ----------------------------------------------------------------------------
@@ -236,7 +144,7 @@ static float *forward_rows(Transformer *transformer, const int *tokens, int T, i
         matmul(s->k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim);
         matmul(s->v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim);
 
-        // RoPE and multihead causal attention (llama2.h)
+        // RoPE and multihead causal attention
         attention(s->xb, s->q, s->k, s->v, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
@@ -264,6 +172,13 @@ static float *forward(Transformer *t, const int *tokens, int T, int pos) { retur
 static float *forward_all(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 1); }
 
 // ----------------------------------------------------------------------------
-// the tokenizer, sampler, generation loops and command line live in llama2.h
+// the model as the generation loops see it (generate.h), and main
 
-int main(int argc, char *argv[]) { return llama2_main(argc, argv); }
+void open_model(Model *m, const char *checkpoint_path) {
+    Transformer *t = build_transformer(checkpoint_path);
+    *m = (Model){t, &t->config, PREFILL_BLOCK, forward, forward_all, free_transformer};
+}
+
+#ifndef TESTING // tests/ and the browser build (web.c) bring their own entry points
+int main(int argc, char *argv[]) { return llama2_main(argc, argv, open_model); }
+#endif

@@ -17,17 +17,22 @@ the checkpoint so a resumed run continues the data where it stopped).
 """
 
 import collections
+import copy
+import errno
 import glob
 import hashlib
 import itertools
 import json
+import multiprocessing
 import os
 import re
 import shutil
+import signal
 import stat
 import sys
 import tarfile
 import tempfile
+import threading
 import time
 import zlib
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -131,23 +136,64 @@ def _check_sha256(path, want, source):
         raise UserError(f"{source}: sha256 mismatch (got {got}, expected {want}); the download was deleted, run again")
 
 
-def _download_error(e, what):
-    """huggingface_hub's and httpx's exceptions -> one line saying what to do."""
-    import httpx2
+def _hub_errors(*names):
+    """The huggingface_hub error classes of these names that the installed version has (0.36 lacks
+    RemoteEntryNotFoundError, later versions may drop others): a tuple for isinstance."""
     from huggingface_hub import errors
+    return tuple(c for c in (getattr(errors, n, None) for n in names) if isinstance(c, type))
+
+
+def _http_errors():
+    """(transport errors, any HTTP error) of the HTTP client huggingface_hub uses: httpx2 from 1.0 on,
+    requests before."""
+    transport, anything = [], []
+    try:
+        import httpx2
+        transport.append(httpx2.TransportError)
+        anything.append(httpx2.HTTPError)
+    except ImportError:
+        pass
+    try:
+        import requests
+        transport += [requests.ConnectionError, requests.Timeout]
+        anything.append(requests.RequestException)
+    except ImportError:
+        pass
+    return tuple(transport), tuple(anything)
+
+
+def _cut_short():
+    """The error of a body cut short that huggingface_hub 0.x (on requests) does not retry itself;
+    later versions resume on their own."""
+    try:
+        import requests
+        return (requests.exceptions.ChunkedEncodingError,)
+    except ImportError:
+        return ()
+
+
+RETRIES = 5
+
+
+def _download_error(e, what, host=None):
+    """huggingface_hub's and its HTTP client's exceptions -> one line saying what to do. host: the
+    server asked (the hub or its mirror when None); the mirror hints are for the hub only."""
+    transport, _ = _http_errors()
+    hint = "" if host else f", or {MIRROR_HINT}"
     status = getattr(getattr(e, "response", None), "status_code", None)
-    if isinstance(e, errors.GatedRepoError) or status == 403:
+    if isinstance(e, _hub_errors("GatedRepoError")) or status == 403:
         return UserError(f"{what}: access denied (HTTP {status}); set HF_TOKEN if the repo needs a login")
-    if isinstance(e, (errors.RepositoryNotFoundError, errors.RevisionNotFoundError, errors.RemoteEntryNotFoundError)) \
-            or status == 404:  # the hub answers 401 for a repo that does not exist or is private
-        return UserError(f"{what} not found (HTTP {status}); set HF_TOKEN if the repo is private")
-    if isinstance(e, errors.OfflineModeIsEnabled) or (isinstance(e, errors.LocalEntryNotFoundError) and
-                                                      os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")):
+    if isinstance(e, _hub_errors("RepositoryNotFoundError", "RevisionNotFoundError", "RemoteEntryNotFoundError",
+                                 "EntryNotFoundError")) or status == 404:
+        # the hub answers 401 for a repo that does not exist or is private
+        return UserError(f"{what} not found (HTTP {status})" + ("" if host else "; set HF_TOKEN if the repo is private"))
+    offline = os.environ.get("HF_HUB_OFFLINE") not in (None, "", "0")
+    if isinstance(e, _hub_errors("OfflineModeIsEnabled")) or (offline and isinstance(e, _hub_errors("LocalEntryNotFoundError"))):
         return UserError(f"{what}: HF_HUB_OFFLINE is set and the file is not downloaded yet")
-    if isinstance(e, (errors.LocalEntryNotFoundError, httpx2.TransportError, errors.FileMetadataError)):
-        return UserError(f"cannot reach {hub_endpoint()} for {what} (offline?); {MIRROR_HINT}, or run again to retry")
-    if isinstance(e, errors.HfHubHTTPError):
-        return UserError(f"{what}: HTTP {status}; run again, or {MIRROR_HINT}")
+    if isinstance(e, transport + _hub_errors("LocalEntryNotFoundError", "FileMetadataError")):
+        return UserError(f"cannot reach {host or hub_endpoint()} for {what} (offline?); run again to retry{hint}")
+    if isinstance(e, _hub_errors("HfHubHTTPError")) or status:
+        return UserError(f"{what}: HTTP {status}; run again{hint}")
     return UserError(f"{what}: {first_line(e)}; run again to retry")
 
 
@@ -155,14 +201,21 @@ def hub_download(repo_id, filename, local_dir, repo_type=None):
     """Fetch one file of a hub repo into local_dir/filename with huggingface_hub (HF_ENDPOINT mirrors,
     HF_TOKEN, retries that resume with a Range request, hf_transfer/Xet when installed, tqdm progress).
     Files the hub stores in LFS are also checked against their sha256."""
-    import httpx2
     from huggingface_hub import get_hf_file_metadata, hf_hub_download, hf_hub_url
     endpoint = hub_endpoint()
     what = f"{endpoint}/{'datasets/' if repo_type == 'dataset' else ''}{repo_id}/{filename}"
     try:
         meta = get_hf_file_metadata(hf_hub_url(repo_id, filename, repo_type=repo_type, endpoint=endpoint))
-        path = hf_hub_download(repo_id, filename, repo_type=repo_type, local_dir=local_dir, endpoint=endpoint)
-    except (OSError, httpx2.HTTPError) as e:  # huggingface_hub's errors are OSErrors
+        for attempt in range(RETRIES):
+            try:  # a new call resumes from the part already downloaded
+                path = hf_hub_download(repo_id, filename, repo_type=repo_type, local_dir=local_dir, endpoint=endpoint)
+                break
+            except _cut_short():
+                if attempt == RETRIES - 1:
+                    raise
+    except (OSError,) + _http_errors()[1] as e:  # huggingface_hub's errors are OSErrors
+        if _no_space(e):
+            raise UserError(f"no space left on {os.path.abspath(local_dir)} for {what}") from None
         raise _download_error(e, what) from None
     if meta.etag and re.fullmatch(r"[0-9a-f]{64}", meta.etag):
         _check_sha256(path, meta.etag, what)
@@ -173,13 +226,21 @@ def download_url(url, path, sha256=None):
     """--data_url: one plain HTTP file (any host) through huggingface_hub's http_get, written with
     fileio.write_atomic (the old file stays until the new one is whole), checked against --sha256
     when given."""
-    import httpx2
+    from urllib.parse import urlsplit
     from huggingface_hub.file_download import http_get
     os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    parts = urlsplit(url)
+    host = f"{parts.scheme}://{parts.netloc}" if parts.netloc else url
 
     def fetch(tmp):
         with open(tmp, "wb") as f:
-            http_get(url, f, displayed_filename=os.path.basename(path))
+            for attempt in range(RETRIES):
+                try:
+                    http_get(url, f, resume_size=f.tell(), displayed_filename=os.path.basename(path))
+                    break
+                except _cut_short():
+                    if attempt == RETRIES - 1:
+                        raise
         if sha256:
             _check_sha256(tmp, sha256, url)
 
@@ -187,31 +248,195 @@ def download_url(url, path, sha256=None):
         write_atomic(fetch, path)
     except ValueError as e:  # the output is a folder or a special file
         raise UserError(str(e)) from None
-    except (OSError, httpx2.HTTPError) as e:
-        raise (e if isinstance(e, UserError) else _download_error(e, url)) from None
+    except (OSError,) + _http_errors()[1] as e:
+        if isinstance(e, UserError):
+            raise
+        if _no_space(e):
+            raise UserError(f"no space left on {os.path.dirname(os.path.abspath(path))} for {url}") from None
+        raise _download_error(e, url, host) from None
     return path
 
 
-def safe_extract(archive, out_dir):
-    """Extract a .tar(.gz) of data shards into out_dir, all or nothing: the standard library's "data"
-    filter refuses absolute paths, '..', links out of the folder and device files; everything lands
-    in a temporary folder next to out_dir, renamed into place only when the whole archive was read."""
+# Archives come from anywhere (--data_url): refuse one that would fill the disk or the inode table
+# before a byte is written. The real dataset is far below every default; the flags raise them.
+MAX_FILES = 100_000
+MAX_FILE_MB = 1024
+MAX_TOTAL_MB = 32768
+# tarfile's "data" filter (Python 3.12, 3.11.4, 3.10.12) is used where it exists, on top of our own
+# checks; False extracts with our checks alone, as on older interpreters (the tests run both).
+TAR_DATA_FILTER = hasattr(tarfile, "data_filter")
+
+
+def _no_space(e):
+    return isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EFBIG, getattr(errno, "EDQUOT", -1))
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _inside(path, root):
+    return os.path.commonpath([path, root]) == root
+
+
+def _checked_member(m, dest, archive):
+    """One archive entry through the same refusals as tarfile's "data" filter: a leading "/" is
+    stripped (the entry lands inside), '..' or a link may not lead out of dest (checked on disk, so a
+    chain of links is followed), no device or FIFO entries. Returns the entry to extract: without
+    the filter, a copy with setuid/setgid/sticky and group/other write bits dropped and our owner."""
+    name = m.name.lstrip("/" + os.sep)
+    dest = os.path.realpath(dest)
+
+    def refuse(why):
+        raise UserError(f"{archive}: refusing unsafe entry {m.name!r} ({why})")
+    if os.path.isabs(name) or os.path.splitdrive(name)[0]:
+        refuse("absolute path")
+    if not _inside(os.path.realpath(os.path.join(dest, name)), dest):
+        refuse("it would be written outside the folder")
+    if m.ischr() or m.isblk() or m.isfifo() or not (m.isreg() or m.isdir() or m.issym() or m.islnk()):
+        refuse("device, FIFO or other special file")
+    if m.issym():
+        if os.path.isabs(m.linkname) or os.path.splitdrive(m.linkname)[0]:
+            refuse(f"a link to the absolute path {m.linkname!r}")
+        if not _inside(os.path.realpath(os.path.join(dest, os.path.dirname(name), m.linkname)), dest):
+            refuse(f"a link to {m.linkname!r}, outside the folder")
+    if m.islnk() and not _inside(os.path.realpath(os.path.join(dest, m.linkname.lstrip("/" + os.sep))), dest):
+        refuse(f"a hard link to {m.linkname!r}, outside the folder")
+    if TAR_DATA_FILTER:
+        return m
+    m = copy.copy(m)
+    m.name = name
+    if m.islnk():
+        m.linkname = m.linkname.lstrip("/" + os.sep)
+    m.uid, m.gid, m.uname, m.gname = os.getuid() if hasattr(os, "getuid") else 0, \
+        os.getgid() if hasattr(os, "getgid") else 0, "", ""
+    if m.isreg() or m.islnk():
+        m.mode = (m.mode & 0o755) | 0o600
+        if not m.mode & 0o100:
+            m.mode &= ~0o111
+    else:
+        m.mode = 0o700  # folders get the umask's mode below, as with the filter
+    return m
+
+
+def _archive_limits(tar, archive, parent, max_files, max_file_mb, max_total_mb):
+    """Reads every header (a .gz is decompressed once for this) and refuses what would not fit;
+    returns the total size of the files in bytes."""
+    n = total = 0
+    for m in tar:
+        n += 1
+        if n > max_files:
+            raise UserError(f"{archive} holds more than {max_files} entries (--max_files={max_files}); "
+                            "raise --max_files if you trust it")
+        if m.size > max_file_mb << 20:
+            raise UserError(f"{archive}: {m.name!r} is {m.size >> 20} MB, more than --max_file_mb={max_file_mb}; "
+                            "raise --max_file_mb if you trust it")
+        total += m.size
+        if total > max_total_mb << 20:
+            raise UserError(f"{archive} unpacks to more than --max_total_mb={max_total_mb} MB; "
+                            "raise --max_total_mb if you trust it")
+    free = shutil.disk_usage(parent).free
+    if total > free:
+        raise UserError(f"no space left on {parent} (need ~{_mb(total)} MB, {free >> 20} MB free)")
+    return total
+
+
+def _mb(n):
+    return max(1, (n + (1 << 20) - 1) >> 20)
+
+
+# Each run builds its output in a .extract-XXXX/ or .sample-XXXX/ folder beside it and holds a lock
+# on its .lock file; a run killed with -9 leaves the folder behind, and the next run removes every
+# such folder whose lock nobody holds (a concurrent run's stays).
+TMP_PREFIXES = (".extract-", ".sample-")
+
+
+def _lock(path):
+    """An exclusive lock on path (a file, created), held while the returned file stays open; None
+    where the OS has no flock (Windows: there an open file cannot be deleted anyway)."""
+    try:
+        import fcntl
+    except ImportError:
+        return None
+    f = open(path, "a")
+    try:
+        fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        return None
+    return f
+
+
+def _remove_stale(parent):
+    try:
+        import fcntl  # noqa: F401
+    except ImportError:
+        return
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if not name.startswith(TMP_PREFIXES) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        lock = os.path.join(path, ".lock")
+        if not os.path.exists(lock) and time.time() - os.path.getmtime(path) < 600:
+            continue  # just made, its owner is about to lock it
+        held = _lock(lock) if os.path.exists(lock) else True
+        if held:
+            print(f"removing {path}, left by an interrupted run")
+            shutil.rmtree(path, ignore_errors=True)
+            if held is not True:
+                held.close()
+
+
+def _work_dir(parent, prefix):
+    """(tmp, lock, data): a fresh locked folder beside the output; data (inside it, with the
+    umask's mode, unlike mkdtemp's 0700) is what gets renamed into place."""
+    os.makedirs(parent, exist_ok=True)
+    _remove_stale(parent)
+    tmp = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    lock = _lock(os.path.join(tmp, ".lock"))
+    data = os.path.join(tmp, "data")
+    os.mkdir(data)
+    return tmp, lock, data
+
+
+def safe_extract(archive, out_dir, max_files=MAX_FILES, max_file_mb=MAX_FILE_MB, max_total_mb=MAX_TOTAL_MB):
+    """Extract a .tar(.gz) of data shards into out_dir, all or nothing: the limits above checked
+    first, then every entry through _checked_member (and tarfile's "data" filter where it exists);
+    everything lands in a temporary folder next to out_dir, renamed into place only when the whole
+    archive was read."""
     parent = os.path.dirname(os.path.abspath(out_dir))
-    tmp = tempfile.mkdtemp(prefix=".extract-", dir=parent)
+    tmp, lock, data = _work_dir(parent, ".extract-")
+    print(f"extracting {archive} to {out_dir}", flush=True)
+    total = 0
     try:
         try:
             with tarfile.open(archive, "r:*") as tar:
-                tar.extractall(tmp, filter="data")
-        except tarfile.FilterError as e:
-            raise UserError(f"{archive}: refusing unsafe entry ({e})") from None
+                total = _archive_limits(tar, archive, parent, max_files, max_file_mb, max_total_mb)
+                if TAR_DATA_FILTER:
+                    tar.extractall(data, filter=lambda m, dest: tarfile.data_filter(_checked_member(m, dest, archive), dest))
+                else:
+                    tar.extractall(data, members=(_checked_member(m, data, archive) for m in tar))
+        except UserError:
+            raise
         except (tarfile.TarError, EOFError, OSError, zlib.error) as e:
+            if _no_space(e):
+                raise UserError(f"no space left on {parent} (need ~{_mb(total)} MB); "
+                                f"{archive} is kept, free some room and run again") from None
             raise UserError(f"{archive} is corrupt or truncated ({first_line(e)}); "
                             "delete it and run download again") from None
+        mode = 0o777 & ~_umask()
+        for root, dirs, _ in os.walk(data):  # the filter leaves folders 0700
+            for d in dirs:
+                if not os.path.islink(os.path.join(root, d)):
+                    os.chmod(os.path.join(root, d), mode)
         # the shards may sit in a folder inside the archive: use the innermost single folder
-        root = tmp
+        root = data
         while True:
             entries = os.listdir(root)
-            if len(entries) == 1 and os.path.isdir(os.path.join(root, entries[0])):
+            if len(entries) == 1 and os.path.isdir(os.path.join(root, entries[0])) \
+                    and not os.path.islink(os.path.join(root, entries[0])):
                 root = os.path.join(root, entries[0])
             else:
                 break
@@ -220,6 +445,8 @@ def safe_extract(archive, out_dir):
         os.replace(root, out_dir)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if lock:
+            lock.close()
 
 
 def print_example(data_dir):
@@ -232,22 +459,27 @@ def print_example(data_dir):
 def write_sample(data_dir, n=SAMPLE_STORIES, shards=SAMPLE_SHARDS, seed=0):
     """The offline sample corpus, in the real dataset's layout: data00.jsonl (validation) .. data09.jsonl."""
     parent = os.path.dirname(os.path.abspath(data_dir))
-    os.makedirs(parent, exist_ok=True)
     stories = generate_stories(n, seed)
-    tmp = tempfile.mkdtemp(prefix=".sample-", dir=parent)
+    tmp, lock, data = _work_dir(parent, ".sample-")
     try:
         per = (n + shards - 1) // shards
         for s in range(shards):
-            with open(os.path.join(tmp, f"data{s:02d}.jsonl"), "w", encoding="utf-8") as f:
+            with open(os.path.join(data, f"data{s:02d}.jsonl"), "w", encoding="utf-8") as f:
                 for i in range(s * per, min(n, (s + 1) * per)):
                     f.write(json.dumps({"id": i, "story_zh": stories[i]}, ensure_ascii=False) + "\n")
-        os.replace(tmp, data_dir)
+        os.replace(data, data_dir)
+    except OSError as e:
+        if _no_space(e):
+            raise UserError(f"no space left on {parent} (need ~{_mb(sum(map(len, stories)) * 3)} MB)") from None
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+        if lock:
+            lock.close()
     print(f"wrote {n} generated stories ({sum(map(len, stories))} characters) in {shards} shards to {data_dir}")
 
 
-def download(dataset="tinystories_zh", data_root=DATA_CACHE_DIR, data_url=None, sha256=None):
+def download(dataset="tinystories_zh", data_root=DATA_CACHE_DIR, data_url=None, sha256=None, **limits):
     data_dir = os.path.join(data_root, "TinyStories_all_data")
     if find_documents(data_dir):
         print(f"{data_dir} already holds the data, nothing to do")
@@ -263,8 +495,7 @@ def download(dataset="tinystories_zh", data_root=DATA_CACHE_DIR, data_url=None, 
             archive = hub_download(DATASET_REPO, DATASET_FILE, data_root, repo_type="dataset")
             if sha256:
                 _check_sha256(archive, sha256, archive)
-        print(f"extracting {archive} to {data_dir}")
-        safe_extract(archive, data_dir)
+        safe_extract(archive, data_dir, **limits)
     print_example(data_dir)
 
 
@@ -317,60 +548,60 @@ def _text_of(obj, check=True):
     return obj
 
 
-def _jsonl_fast(raw):
-    """All objects of a clean .jsonl file in one json.loads call (as one array), about twice as fast as
-    a call per line; None when the file has any line that would not parse on its own."""
-    try:
-        text = raw.decode("utf-8")
-    except UnicodeDecodeError:
-        return None
-    lines = [line for line in text.split("\n") if line.strip(" \t\n\r\x0b\x0c")]
-    try:
-        objs = json.loads("[" + ",".join(lines) + "]")
-    except (ValueError, RecursionError):  # RecursionError: nested too deeply, e.g. [[[[...]]]]
-        return None
-    if len(objs) != len(lines):  # a line like `1, 2` holds two values: let the line-by-line path judge
-        return None
-    return objs, bool(re.search(r"\\u[dD][89abAB]", text))  # lone surrogates only come from escapes
+MAX_DOC_MB = 16  # a line of a .jsonl, or a whole .json/.txt/.md, over this is skipped (--max_doc_mb)
+_SURROGATE = re.compile(rb"\\u[dD][89abAB]")  # a lone surrogate can only come from such an escape
 
 
-def _values(path):
+def _values(path, max_bytes, stats):
     """(JSON value or text, check) for every document in one file; the value is None for a line or
-    file that does not parse. check says whether strings may hold lone surrogates (see _text_of)."""
+    file that does not parse. check says whether strings may hold lone surrogates (see _text_of).
+    A line (.jsonl) or file (.json/.txt/.md) longer than max_bytes is skipped unread and counted in
+    stats["too_big"]: nothing is ever read whole, so a crafted file (a 2 GB line) costs no memory."""
     with open(path, "rb") as f:
-        raw = f.read()
-    if path.endswith(".jsonl"):
-        fast = _jsonl_fast(raw)
-        if fast is not None:
-            objs, check = fast
-            for obj in objs:
-                yield obj, check
+        if not path.endswith(".jsonl"):
+            raw = f.read(max_bytes + 1)
+            if len(raw) > max_bytes:
+                stats["too_big"] = stats.get("too_big", 0) + 1
+                return
+            try:
+                docs = json.loads(raw.decode("utf-8")) if path.endswith(".json") else [raw.decode("utf-8")]
+            except (UnicodeDecodeError, ValueError, RecursionError):
+                yield None, True
+                return
+            for d in docs if isinstance(docs, list) else [docs]:
+                yield d, True
             return
-        for line in raw.split(b"\n"):
+        while line := f.readline(max_bytes + 1):
+            if len(line) > max_bytes and not line.endswith(b"\n"):  # too long: skip to its end
+                while (rest := f.readline(1 << 20)) and not rest.endswith(b"\n"):
+                    pass
+                stats["too_big"] = stats.get("too_big", 0) + 1
+                continue
             if line.strip():
                 try:
-                    yield json.loads(line.decode("utf-8")), True
-                except (UnicodeDecodeError, ValueError, RecursionError):
+                    yield json.loads(line.decode("utf-8")), _SURROGATE.search(line) is not None
+                except (UnicodeDecodeError, ValueError, RecursionError):  # RecursionError: [[[[...]]]]
                     yield None, True
-        return
-    try:
-        docs = json.loads(raw.decode("utf-8")) if path.endswith(".json") else [raw.decode("utf-8")]
-    except (UnicodeDecodeError, ValueError, RecursionError):
-        yield None, True
-        return
-    for d in docs if isinstance(docs, list) else [docs]:
-        yield d, True
 
 
-def iter_documents(files, stats):
-    """Yield the stories in files; malformed or non-UTF-8 lines/files are skipped and counted in stats."""
+def iter_documents(files, stats, max_doc_mb=MAX_DOC_MB):
+    """Yield the stories in files; malformed or non-UTF-8 lines/files are skipped and counted in
+    stats["bad"], those over max_doc_mb MB in stats["too_big"]."""
     for path in files:
-        for value, check in _values(path):
+        for value, check in _values(path, max_doc_mb << 20, stats):
             text = _text_of(value, check)
             if text is None:
                 stats["bad"] = stats.get("bad", 0) + 1
             elif text := text.strip():
                 yield text
+
+
+def skipped(stats, max_doc_mb, sep=", "):
+    """What iter_documents skipped, for the summary line ("" when nothing was)."""
+    out = f"{sep}skipped {stats['bad']} malformed or non-UTF-8 lines or files" if stats.get("bad") else ""
+    if stats.get("too_big"):
+        out += f"{sep}skipped {stats['too_big']} lines or files over {max_doc_mb} MB (raise the bound with --max_doc_mb)"
+    return out
 
 
 def _source_dir(data_root, data_dir):
@@ -393,9 +624,11 @@ def _source_dir(data_root, data_dir):
 # -----------------------------------------------------------------------------
 # train_vocab and pretokenize
 
-def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=20_000_000):
+def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=20_000_000, max_doc_mb=MAX_DOC_MB):
     """Train tok{vocab_size}.model on a bounded sample of the stories, read as a stream. The sample is
     taken from the training shards first (the first shard is validation), spread over the files."""
+    if max_doc_mb <= 0:
+        raise UserError(f"max_doc_mb must be positive, got {max_doc_mb}")
     if not 0 < vocab_size <= 65535:
         raise UserError(f"vocab_size must be in 1..65535 (the shards are uint16), got {vocab_size}")
     if max_chars <= 0:  # would train on a single story without a word
@@ -406,7 +639,7 @@ def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=2
     texts, total, stats = [], 0, {}
     for path in files:
         got = 0
-        for text in iter_documents([path], stats):
+        for text in iter_documents([path], stats, max_doc_mb):
             texts.append(text)
             got += len(text)
             if got >= per_file or total + got >= max_chars:
@@ -415,7 +648,7 @@ def train_vocab(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, max_chars=2
         if total >= max_chars:
             break
     print(f"training a {vocab_size}-piece BPE vocabulary on {len(texts)} stories ({total} characters)"
-          + (f", skipped {stats['bad']} malformed lines" if stats.get("bad") else ""))
+          + skipped(stats, max_doc_mb))
     prefix = os.path.join(data_root, f"tok{vocab_size}")
     os.makedirs(data_root, exist_ok=True)
     t0 = time.time()
@@ -485,13 +718,35 @@ def encode_shard_fast(enc, texts, threads=1, name="?"):
 
 def _encode_file(task):
     """Worker: tokenize one source file into one uint16 shard, [BOS] + tokens + [EOS] per story."""
-    src, model_path, out_path, threads, use_fast = task
+    src, model_path, out_path, threads, use_fast, max_doc_mb = task
     sp, fast, _ = _encoders(model_path)
     stats = {}
-    texts = list(iter_documents([src], stats))
+    texts = list(iter_documents([src], stats, max_doc_mb))
     arr = encode_shard_fast(fast, texts, threads, src) if use_fast else encode_shard(sp, texts, threads)
-    write_atomic(arr.tofile, out_path)  # a shard is either whole or absent
-    return src, len(texts), sum(map(len, texts)), len(arr), stats.get("bad", 0)
+    write_atomic(arr.tofile, out_path, arr.nbytes)  # a shard is either whole or absent
+    return src, len(texts), sum(map(len, texts)), len(arr), stats
+
+
+def _die_with_parent(parent_pid):
+    """Pool worker initializer: the worker ends when pretokenize's process does, even by kill -9.
+    Otherwise it waits forever for tasks on a pipe that its siblings hold open."""
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # 1: PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        else:
+            if os.getppid() != parent_pid:  # the parent died before prctl took effect
+                os._exit(1)
+            return
+
+    def watch():  # elsewhere: notice the parent's death by being adopted
+        while os.getppid() == parent_pid:
+            time.sleep(1)
+        os._exit(1)
+    if os.getppid() == parent_pid:  # on Windows it never changes: no watch there
+        threading.Thread(target=watch, daemon=True).start()
 
 
 def _shard_names(files, data_dir):
@@ -502,7 +757,8 @@ def _shard_names(files, data_dir):
     return [n + ".bin" for n in names]
 
 
-def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers=None, encoder="auto"):
+def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers=None, encoder="auto",
+                max_doc_mb=MAX_DOC_MB):
     """Tokenize every source file into {data_root}/tok{vocab_size}/NAME.bin. vocab_size=0 uses the
     Llama 2 tokenizer.model (as the original) and writes the shards next to the sources.
     encoder: "bpe" (bpe.c, see tokenizer.fast_encoder), "sentencepiece", or "auto" (bpe.c when it can)."""
@@ -510,6 +766,8 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
         raise UserError(f"encoder must be auto, bpe or sentencepiece, got {encoder!r}")
     if not 0 <= vocab_size <= 65535:
         raise UserError(f"vocab_size must be in 1..65535 (the shards are uint16), got {vocab_size}")
+    if max_doc_mb <= 0:
+        raise UserError(f"max_doc_mb must be positive, got {max_doc_mb}")
     model_path = os.path.join(data_root, f"tok{vocab_size}.model") if vocab_size else "tokenizer.model"
     if not os.path.isfile(model_path):
         raise UserError(f"{model_path} not found (run: python3 tinystories.py train_vocab --vocab_size={vocab_size})"
@@ -542,14 +800,18 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     if not use_fast and encoder == "auto":
         print(f"encoding with sentencepiece: {why_not}")
     encoder = "bpe.c" if use_fast else "sentencepiece"
-    tasks = [(f, model_path, os.path.join(out_dir, n), threads, use_fast) for f, n in zip(files, names)]
+    tasks = [(f, model_path, os.path.join(out_dir, n), threads, use_fast, max_doc_mb) for f, n in zip(files, names)]
     from tqdm import tqdm
     results = []
     if workers == 1:
         for t in tqdm(tasks, desc="pretokenize", unit="shard"):
             results.append(_encode_file(t))
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
+        # fork where there is one (Linux): the workers inherit the encoders, and are our children
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
+            # (map cancels the tasks not started yet when one fails, e.g. on a full disk)
             for r in tqdm(pool.map(_encode_file, tasks), total=len(tasks), desc="pretokenize", unit="shard"):
                 results.append(r)
     stale = [f for f in glob.glob(os.path.join(out_dir, "*.bin")) if os.path.basename(f) not in set(names)]
@@ -558,12 +820,11 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     stories = sum(r[1] for r in results)
     chars = sum(r[2] for r in results)
     tokens = sum(r[3] for r in results)
-    bad = sum(r[4] for r in results)
+    stats = {k: sum(r[4].get(k, 0) for r in results) for k in ("bad", "too_big")}
     dt = time.time() - t0
     print(f"wrote {len(results)} shards to {out_dir}: {stories} stories, {chars} characters, {tokens} tokens "
           f"({tokens / max(stories, 1):.1f} per story) in {dt:.1f}s ({chars / max(dt, 1e-9):,.0f} chars/s, {encoder}); "
-          f"first shard {names[0]} is the validation split"
-          + (f"; skipped {bad} malformed or non-UTF-8 lines" if bad else ""))
+          f"first shard {names[0]} is the validation split" + skipped(stats, max_doc_mb, "; "))
     return results
 
 
@@ -679,6 +940,9 @@ def main(argv=None):
                         help="download: the real dataset from the hub, or the offline generated sample")
     parser.add_argument("--data_url", default=None, help="download: fetch the tarball from this URL (any host) instead of the hub")
     parser.add_argument("--sha256", default=None, help="download: expected sha256 of the tarball")
+    parser.add_argument("--max_files", type=int, default=MAX_FILES, help="download: refuse an archive with more entries")
+    parser.add_argument("--max_file_mb", type=int, default=MAX_FILE_MB, help="download: refuse an archive with a larger file (MB)")
+    parser.add_argument("--max_total_mb", type=int, default=MAX_TOTAL_MB, help="download: refuse an archive that unpacks to more (MB)")
     parser.add_argument("--model", default="stories15M", help="download_model: " + "|".join(MODELS))
     parser.add_argument("--out_dir", default=".", help="download_model: where to put the files")
     parser.add_argument("--vocab_size", type=int, default=0, help="train_vocab/pretokenize: vocabulary size")
@@ -686,21 +950,28 @@ def main(argv=None):
                         ".jsonl/.json/.txt/.md files instead of the downloaded shards")
     parser.add_argument("--data_root", default=DATA_CACHE_DIR, help="the cache folder (default: data)")
     parser.add_argument("--max_chars", type=int, default=20_000_000, help="train_vocab: sample size in characters")
+    parser.add_argument("--max_doc_mb", type=int, default=MAX_DOC_MB, help="train_vocab/pretokenize: a .jsonl "
+                        "line or a .json/.txt/.md file over this many MB is skipped (and counted)")
     parser.add_argument("--num_workers", type=int, default=0, help="pretokenize: cores to use (0: all)")
     parser.add_argument("--encoder", default="auto", choices=["auto", "bpe", "sentencepiece"],
                         help="pretokenize: bpe.c (make bpe; same tokens, faster) or sentencepiece; auto: bpe.c if it can")
     args = parser.parse_args(argv)
+    for flag in ("max_files", "max_file_mb", "max_total_mb"):
+        if getattr(args, flag) < 1:
+            parser.error(f"--{flag} must be >= 1, got {getattr(args, flag)}")
     if args.num_workers < 0:
         parser.error(f"--num_workers must be >= 0 (0: all cores), got {args.num_workers}")
     try:
         if args.stage == "download":
-            download(args.dataset, args.data_root, args.data_url, args.sha256)
+            download(args.dataset, args.data_root, args.data_url, args.sha256, max_files=args.max_files,
+                     max_file_mb=args.max_file_mb, max_total_mb=args.max_total_mb)
         elif args.stage == "download_model":
             download_model(args.model, args.out_dir)
         elif args.stage == "train_vocab":
-            train_vocab(args.vocab_size, args.data_root, args.data_dir, args.max_chars)
+            train_vocab(args.vocab_size, args.data_root, args.data_dir, args.max_chars, args.max_doc_mb)
         elif args.stage == "pretokenize":
-            pretokenize(args.vocab_size, args.data_root, args.data_dir, args.num_workers or None, args.encoder)
+            pretokenize(args.vocab_size, args.data_root, args.data_dir, args.num_workers or None, args.encoder,
+                        args.max_doc_mb)
     except (UserError, OSError) as e:
         die(e)
     except KeyboardInterrupt:

@@ -166,9 +166,13 @@ def load_vocab(path, vocab_size):
 LIBBPE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "libbpe.so")
 
 
+# A sentencepiece .model is a protobuf ModelProto. sentencepiece ships its generated reader
+# (sentencepiece_model_pb2), but that needs the protobuf package at the very runtime version it was
+# generated for (7.36 for sentencepiece 0.2.3), which users of older protobufs don't have: these
+# few lines read the three messages we need (pieces, TrainerSpec, NormalizerSpec) without it.
 def _proto_fields(buf):
     """(field number, value) of one protobuf message: ints for varints, bytes for strings and
-    messages, 4 raw bytes for fixed32. Enough to read a sentencepiece .model without protobuf."""
+    messages, 4 raw bytes for fixed32."""
     i, n = 0, len(buf)
 
     def varint():

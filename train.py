@@ -31,9 +31,10 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from configurator import configure
 from errors import die, first_line
-from export import model_export, torch_load
-from fileio import lock_folder, write_atomic
-from model import ModelArgs, Transformer, gpu_peak_flops
+from export import check_shapes, export_size, model_export, torch_load
+from fileio import DiskFull, disk_full, lock_folder, nbytes, write_atomic, write_bytes_atomic
+from gpus import gpu_peak_flops
+from model import ModelArgs, Transformer
 
 # -----------------------------------------------------------------------------
 # I/O
@@ -80,7 +81,8 @@ compile = True  # use PyTorch 2.0 to compile the model to be faster
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
                if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
-config = configure({k: globals()[k] for k in config_keys}, sys.argv[1:])
+config_given = set()  # the settings the user set: on resume they must agree with the checkpoint
+config = configure({k: globals()[k] for k in config_keys}, sys.argv[1:], given=config_given)
 globals().update(config)
 # -----------------------------------------------------------------------------
 
@@ -234,20 +236,26 @@ else:
     try:
         checkpoint = torch_load(ckpt_path, map_location=device)
         checkpoint_model_args = checkpoint["model_args"]
-        # force these config attributes to be equal otherwise we can't even resume training
-        # the rest of the attributes (e.g. dropout) can stay as desired from command line
-        for k in ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len"]:
+        # the model's shape comes from the checkpoint; the rest (e.g. dropout) can change on resume
+        shape_keys = ["dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "multiple_of", "max_seq_len"]
+        for k in shape_keys:
             model_args[k] = checkpoint_model_args[k]
-        # the data stream is already cut for these two: a different value would crash in the forward pass
-        for k in ["vocab_size", "max_seq_len"]:
-            if model_args[k] != config[k]:
-                fail(f"the checkpoint in {out_dir} was trained with {k}={model_args[k]}, not {config[k]}: "
-                     f"resume with --{k}={model_args[k]}")
+        # a shape flag the user gave must agree (it would be ignored otherwise), and so must the two the
+        # data stream is already cut for, given or not (a different value crashes in the forward pass)
+        differ = [k for k in shape_keys if model_args[k] != config[k]
+                  and (k in config_given or k in ("vocab_size", "max_seq_len"))]
+        if differ:
+            said = "; ".join((f"--{k}={config[k]}" if k in config_given else f"{k}={config[k]} (the default)")
+                             + f" but the checkpoint has {k}={model_args[k]}" for k in differ)
+            fail(f"the checkpoint in {out_dir} is another model: {said}; resume with "
+                 + " ".join(f"--{k}={model_args[k]}" for k in differ) + ", or start a new out_dir")
+        for k in shape_keys:  # the config saved in the next checkpoint says what was trained
+            config[k] = model_args[k]
         gptconf = ModelArgs(**model_args)
-        model = Transformer(gptconf)
-        state_dict = checkpoint["model"]
         # torch.compile prefixes keys with _orig_mod.
-        state_dict = {k.removeprefix("_orig_mod."): v for k, v in state_dict.items()}
+        state_dict = {k.removeprefix("_orig_mod."): v for k, v in checkpoint["model"].items()}
+        check_shapes(gptconf, state_dict)  # before the model is built: crafted model_args cost nothing
+        model = Transformer(gptconf)
         model.load_state_dict(state_dict)
         iter_num = int(checkpoint["iter_num"])
         best_val_loss = float(checkpoint["best_val_loss"])
@@ -339,12 +347,39 @@ def get_lr(it):
 
 
 def save_checkpoint_file(obj, path):
-    write_atomic(lambda tmp: torch.save(obj, tmp), path)
+    write_atomic(lambda tmp: torch.save(obj, tmp), path, nbytes(obj))
 
 
 def append_metrics(record):
-    with open(os.path.join(out_dir, "metrics.jsonl"), "a", encoding="utf-8") as f:
-        f.write(json.dumps(record) + "\n")
+    path = os.path.join(out_dir, "metrics.jsonl")
+    line = json.dumps(record) + "\n"
+    try:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line)
+    except OSError as e:
+        raise disk_full(e, path, len(line)) or e
+
+
+def trim_metrics(before):
+    """Keep the rows of metrics.jsonl for the iterations before `before` (where this run starts):
+    the rows a killed run wrote after its last checkpoint are logged again, and a resumed run's
+    file must read like an uninterrupted one. A torn last line goes too."""
+    path = os.path.join(out_dir, "metrics.jsonl")
+    try:
+        with open(path, "rb") as f:
+            lines = f.read().splitlines(keepends=True)
+    except FileNotFoundError:
+        return
+    keep = []
+    for line in lines:
+        try:
+            rec = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(rec, dict) and isinstance(rec.get("iter"), int) and rec["iter"] < before:
+            keep.append(line if line.endswith(b"\n") else line + b"\n")
+    if len(keep) != len(lines) or (lines and not lines[-1].endswith(b"\n")):
+        write_bytes_atomic(path, keep)  # atomic: a kill now leaves the old rows or the trimmed ones
 
 
 def gather(obj):
@@ -370,13 +405,20 @@ if device_type == "cuda":
     peak = gpu_peak_flops(torch.cuda.get_device_name())
     if master_process:
         print(f"GPU: {torch.cuda.get_device_name()}, MFU against "
-              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in model.GPU_PEAK_FLOPS)"))
+              + (f"{peak / 1e12:g} TFLOP/s (dense bf16)" if peak else "n/a (not in gpus.GPU_PEAK_FLOPS)"))
+
+if master_process:
+    try:
+        trim_metrics(iter_num)
+    except (ValueError, OSError) as e:
+        fail(f"cannot trim {out_dir}/metrics.jsonl to iteration {iter_num}: {e}")
 
 # training loop
 pending_state = train_stream.state_dict()  # the stream's state before the batch held in X, Y
 X, Y = next_batch(train_stream)  # fetch the very first batch
 t0 = time.time()
 local_iter_num = 0  # number of iterations in the lifetime of this process
+saved_iter = iter_num if init_from == "resume" else None  # the iteration out_dir/ckpt.pt holds
 running_mfu = -1.0
 running_dt = None
 try:
@@ -419,8 +461,9 @@ try:
                             checkpoint["scaler"] = scaler.state_dict()
                         print(f"saving checkpoint to {out_dir}", flush=True)
                         save_checkpoint_file(checkpoint, os.path.join(out_dir, "ckpt.pt"))
+                        saved_iter = iter_num
                         write_atomic(lambda tmp: model_export(raw_model, tmp, version=0),
-                                    os.path.join(out_dir, "model.bin"))
+                                     os.path.join(out_dir, "model.bin"), export_size(raw_model, 0))
                         checkpoint = None
         if iter_num == 0 and eval_only:
             break
@@ -480,6 +523,9 @@ try:
         # termination conditions
         if iter_num > max_iters:
             break
+except DiskFull as e:  # the old files are whole (fileio.write_atomic): say which checkpoint is kept
+    kept = f"{out_dir}/ckpt.pt still holds iteration {saved_iter}" if saved_iter is not None else "no checkpoint of this run was written"
+    fail(f"{e}; {kept}")
 except OSError as e:
     fail(f"{first_line(e, with_type=True)} (while writing to {out_dir})")
 

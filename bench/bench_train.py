@@ -6,7 +6,7 @@ on random token data, for the published model configs (vocab 5000).
     python3 bench/bench_train.py --device=cuda                     # GPU, bf16 + compile, 15M and 110M
     python3 bench/bench_train.py --device=cuda --models=110M --batch_size=32
 
-MFU on the GPU is against the card's dense bf16 peak (model.GPU_PEAK_FLOPS, by exact card name;
+MFU on the GPU is against the card's dense bf16 peak (gpus.GPU_PEAK_FLOPS, by exact card name;
 "n/a" for a card not in it). A CPU has no published peak to quote, so on the CPU the peak is
 measured: the best FLOP/s of a large float32 matmul on this machine (a generous "attainable
 peak"), printed alongside. On the CPU --dtype=bfloat16 runs under CPU autocast: train.py trains in
@@ -24,7 +24,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import torch  # noqa: E402
 
 from errors import die  # noqa: E402
-from model import ModelArgs, Transformer, gpu_peak_flops  # noqa: E402
+from gpus import gpu_peak_flops  # noqa: E402
+from model import ModelArgs, Transformer  # noqa: E402
 
 CONFIGS = {
     "15M": dict(dim=288, n_layers=6, n_heads=6, n_kv_heads=6, max_seq_len=256),
@@ -110,7 +111,7 @@ def main():
         gpu = torch.cuda.get_device_name()
         peak = gpu_peak_flops(gpu)
         print(f"device: {gpu}, " + (f"peak {peak / 1e12:g} TFLOP/s (dense bf16)" if peak
-                                    else "not in model.GPU_PEAK_FLOPS: mfu n/a"))
+                                    else "not in gpus.GPU_PEAK_FLOPS: mfu n/a"))
     else:
         peak = measured_cpu_peak()
         print(f"device: CPU, {torch.get_num_threads()} threads, measured float32 matmul peak "

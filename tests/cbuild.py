@@ -1,6 +1,7 @@
-"""Helpers for the tests of the C runners (tests/test_run_c.py, tests/test_fuzz_c.py):
-the ./run and ./runq binaries, extra builds (scalar, sanitizers) into a tmp dir, random models
-written with export.py, and what the runners should print, computed in Python."""
+"""Helpers for the tests of the C runners (tests/test_run_c.py, tests/test_fuzz_c.py, ...):
+the ./run and ./runq binaries, the same with tests/hooks.c's debug variables (tests/bin/, make
+hooks), extra builds (scalar, sanitizers, other ISAs) into a tmp dir, random models written with
+export.py, and what the runners should print, computed in Python."""
 
 import os
 import random
@@ -29,13 +30,22 @@ def binary(name):
     return str(path)
 
 
+def hooked(name):
+    """tests/bin/run or tests/bin/runq: the runner built as `make run` builds it, with the
+    LLAMA2_LOGITS / LLAMA2_PREFILL_BLOCK / LLAMA2_MMAP hooks of tests/hooks.c (make hooks)."""
+    path = REPO / "tests" / "bin" / name
+    subprocess.run(["make", "-C", str(REPO), "-s", "hooks"], check=True, capture_output=True)
+    return str(path)
+
+
 def build(out_dir, source, name, flags, cc=None):
-    """Compile run.c or runq.c with extra flags into out_dir (with cc, or $CC); returns the binary's path."""
+    """Compile run.c or runq.c, with tests/hooks.c's hooks and extra flags, into out_dir (with cc,
+    or $CC); returns the binary's path."""
     out = Path(out_dir) / name
     cc = cc or os.environ.get("CC", "cc")
     # the Makefile's floating-point contract (no implicit FMA contraction) for every build
-    subprocess.run([cc, "-ffp-contract=off", *flags, "-I", str(REPO), "-o", str(out), str(REPO / source), "-lm"],
-                   check=True, capture_output=True)
+    subprocess.run([cc, "-ffp-contract=off", *flags, "-I", str(REPO), f'-DENGINE="{source}"', "-o", str(out),
+                    str(REPO / "tests" / "hooks.c"), "-lm"], check=True, capture_output=True)
     return str(out)
 
 
@@ -50,8 +60,8 @@ def run_c(exe, model, tok, *args, env=None, timeout=120, stdin=None):
 
 
 def greedy_run(exe, model_path, tok, prompt, steps, tmp_path, env=None, vocab=512):
-    """Runs exe greedily with the logits dump; returns (stdout text, dumped records). vocab: the
-    model's (512: the conftest sentencepiece model)."""
+    """Runs exe (a hooks build: hooked() or build()) greedily with the logits dump; returns
+    (stdout text, dumped records). vocab: the model's (512: the conftest sentencepiece model)."""
     dump = tmp_path / f"logits_{random.random()}.bin"
     r = run_c(exe, model_path, tok, "-t", 0, "-n", steps, "-i", prompt, env=dict(env or {}, LLAMA2_LOGITS=str(dump)))
     assert r.returncode == 0, r.stderr.decode()

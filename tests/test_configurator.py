@@ -29,8 +29,10 @@ def test_overrides_are_typed_like_the_defaults(capsys):
 def test_config_file_assignments(tmp_path):
     cfg = tmp_path / "cfg.py"
     cfg.write_text("import math\nbatch_size = 2 ** 3\n_scratch = 1\nlearning_rate = math.pi\n", encoding="utf-8")
-    c = configure(dict(DEFAULTS), [str(cfg), "--batch_size=4"], verbose=False)  # later arguments win
-    assert c["batch_size"] == 4 and c["learning_rate"] == pytest.approx(3.14159, abs=1e-5)
+    given = set()
+    c = configure(dict(DEFAULTS), [str(cfg), "--batch_size=4", "--compile=True"], verbose=False, given=given)
+    assert c["batch_size"] == 4 and c["learning_rate"] == pytest.approx(3.14159, abs=1e-5)  # later arguments win
+    assert given == {"batch_size", "learning_rate", "compile"}  # a default given again counts as given
     assert "math" not in c and "_scratch" not in c
 
 

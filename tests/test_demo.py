@@ -15,8 +15,8 @@ DEMO_BIN = ROOT / "demo" / "stories_demo.bin"
 DEMO_TOK = ROOT / "demo" / "tok_demo.bin"
 
 
-def run_demo(*args, env=None):
-    p = subprocess.run([str(ROOT / "run"), str(DEMO_BIN), "-z", str(DEMO_TOK), *args],
+def run_demo(*args, env=None, exe="run"):
+    p = subprocess.run([str(ROOT / exe), str(DEMO_BIN), "-z", str(DEMO_TOK), *args],
                        capture_output=True, timeout=60, env=dict(os.environ, OMP_NUM_THREADS="1", **(env or {})))
     assert p.returncode == 0, p.stderr.decode(errors="replace")
     return p.stdout.decode("utf-8")  # raises if the output is not valid UTF-8
@@ -54,7 +54,8 @@ def test_demo_model_loads_in_python_like_in_c(tmp_path):
     # ./run's greedy story, with the logits of every step dumped; the same tokens through model.py
     ids = [int(t) for t in run_demo("-m", "tokenize", "-i", "从前").split()]
     dump = tmp_path / "logits.bin"
-    run_demo("-t", "0", "-n", "48", "-i", "从前", env={"LLAMA2_LOGITS": str(dump)})
+    subprocess.run(["make", "-C", str(ROOT), "-s", "hooks"], check=True, capture_output=True)
+    run_demo("-t", "0", "-n", "48", "-i", "从前", env={"LLAMA2_LOGITS": str(dump)}, exe="tests/bin/run")
     recs = read_logits(dump, model.params.vocab_size)
     assert len(recs) > 8 and recs["pos"][0] == len(ids)
     story = ids + [int(np.argmax(r)) for r in recs["logits"][:-1]]

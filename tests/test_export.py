@@ -203,7 +203,9 @@ def test_bad_checkpoints_raise_clear_value_errors(tmp_path):
     cases = {
         # a checkpoint missing weights used to load with strict=False: a silently random model
         "partial.pt": ({"model_args": ARGS, "model": {k: sd[k] for k in ("tok_embeddings.weight", "output.weight")}},
-                       "do not fit its model_args.*Missing key"),
+                       "do not fit its model_args.*n_layers=2 but the weights hold 0 layers"),
+        "no_norm.pt": ({"model_args": ARGS, "model": {k: v for k, v in sd.items() if k != "norm.weight"}},
+                       "do not fit its model_args.*Missing key norm.weight"),
         "other_dims.pt": ({"model_args": {**ARGS, "dim": 32}, "model": sd}, "do not fit its model_args.*size mismatch"),
         "no_weights.pt": ({"model_args": ARGS, "model": {}}, "no 'output.weight' entry"),
         "dim0.pt": ({"model_args": {**ARGS, "dim": 0}, "model": sd}, "model_args dim = 0"),
@@ -411,3 +413,44 @@ def test_plain_pickle_checkpoint_is_one_line(tmp_path):
         pickle.dump({"model_args": ARGS, "model": {}}, f, protocol=4)
     r = export_cli(tmp_path / "o.bin", "--checkpoint", tmp_path / "old.pt")
     assert r.returncode == 1 and r.stderr.count("\n") == 1 and r.stderr.startswith("error: cannot load"), r.stderr
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_full_disk_is_one_line(tmp_path, sp_model, mode):
+    from faults import small_disk
+    # Hugging Face: torch.save's RuntimeError used to come out as two tracebacks; GGUF: numpy's
+    # "N requested and M written"
+    torch.save({"model_args": {**ARGS, "vocab_size": 512}, "model": gguf_model(shared=False).state_dict()},
+               tmp_path / "ckpt.pt")
+    with small_disk(tmp_path / "disk", 96, mode) as (folder, preexec):
+        for out, extra in [(f"{folder}/hf", ["--version", "-1"]),
+                           (f"{folder}/m.gguf", ["--version", "gguf", "--tokenizer", sp_model]),
+                           (f"{folder}/m.bin", ["--version", "0"])]:
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), out, "--checkpoint",
+                                str(tmp_path / "ckpt.pt"), *extra], capture_output=True, text=True, preexec_fn=preexec)
+            name = out + "/pytorch_model.bin" if out.endswith("hf") else out
+            assert r.returncode == 1 and "Traceback" not in r.stderr and r.stderr.count("\n") == 1, r.stderr
+            assert r.stderr.startswith(f"error: no space left on {name} (need ~0."), r.stderr
+            assert not os.path.exists(name)
+        assert os.listdir(folder) in (["hf"], [])
+        assert not os.listdir(f"{folder}/hf")
+
+
+def test_crafted_model_args_are_refused_before_anything_is_built(tmp_path):
+    from faults import memory_limit
+    # n_layers=10**9 used to build the model first: RSS grew without end
+    sd = make_model().state_dict()
+    for name, args, msg in [("layers.pt", {**ARGS, "n_layers": 10**9}, "n_layers=1000000000 but the weights hold 2 layers"),
+                            ("vocab.pt", {**ARGS, "vocab_size": 10**9}, "size mismatch for tok_embeddings.weight"),
+                            ("seq.pt", {**ARGS, "max_seq_len": 10**9}, "max_seq_len=1000000000 is beyond the limit")]:
+        torch.save({"model_args": args, "model": sd}, tmp_path / name)
+        r = subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), str(tmp_path / "o.bin"), "--checkpoint",
+                            str(tmp_path / name)], capture_output=True, text=True, preexec_fn=memory_limit(4096), timeout=60)
+        assert r.returncode == 1 and r.stderr.count("\n") == 1 and msg in r.stderr, r.stderr
+    # a v1 header's seq_len is not backed by the file's size (the RoPE tables are not stored)
+    model_export(make_model(), str(tmp_path / "v1.bin"), version=1)
+    b = bytearray((tmp_path / "v1.bin").read_bytes())
+    struct.pack_into("<i", b, 8 + 4 * 6, 2**31 - 1)
+    (tmp_path / "v1.bin").write_bytes(bytes(b))
+    with pytest.raises(ValueError, match="header seq_len 2147483647 is beyond the limit"):
+        load_model_bin(str(tmp_path / "v1.bin"))

@@ -123,3 +123,33 @@ def test_lock_folder(tmp_path):
     finally:
         os.close(fd)
     os.close(lock_folder(str(tmp_path)))  # free again once the holder let go
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_full_disk_is_disk_full_whatever_the_writer_says(tmp_path, mode):
+    from faults import small_disk
+    # numpy's tofile reports a short write without an errno, open().write ENOSPC/EFBIG, torch.save
+    # a RuntimeError of its stream writer: all three become the same DiskFull
+    code = """if 1:
+        import sys, numpy as np, torch
+        sys.path.insert(0, sys.argv[2])
+        from fileio import DiskFull, write_atomic, write_bytes_atomic
+        a = np.zeros(100_000, dtype=np.float32)
+        for name, write in [("np", a.tofile), ("torch", lambda t: torch.save(torch.from_numpy(a), t)),
+                            ("bytes", None)]:
+            path = sys.argv[1] + "/" + name
+            try:
+                if write is None:
+                    write_bytes_atomic(path, a.tobytes())
+                else:
+                    write_atomic(write, path, a.nbytes)
+            except DiskFull as e:
+                print(e)
+        """
+    with small_disk(tmp_path / "disk", 128, mode) as (folder, preexec):
+        r = subprocess.run([sys.executable, "-c", code, folder, ROOT], preexec_fn=preexec, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+        lines = r.stdout.splitlines()
+        assert [line.split(" (")[0] for line in lines] == [f"no space left on {folder}/{n}" for n in ("np", "torch", "bytes")]
+        assert all("need ~0.4 MB" in line for line in lines), lines
+        assert os.listdir(folder) == []

@@ -15,7 +15,7 @@ import torch
 
 from conftest import need_tool
 from export import load_model_bin
-from cbuild import (BOS, EOS, REPO, binary, build, expected_text, export, greedy_run, random_model,
+from cbuild import (BOS, EOS, REPO, binary, build, expected_text, export, greedy_run, hooked, random_model,
                     read_logits, run_c, torch_greedy, torch_logits)
 
 VOCAB = 512  # the conftest sentencepiece model
@@ -55,14 +55,14 @@ def test_random_model_parity_v0_v1(name, sp, sp_tok_bin, tmp_path):
     outs = []
     for version in (0, 1):
         path = export(model, tmp_path / f"m{version}.bin", version)
-        out, recs = check_parity(model, path, binary("run"), sp, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path, 1e-3)
+        out, recs = check_parity(model, path, hooked("run"), sp, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path, 1e-3)
         outs.append(out)
         # the prompt in blocks or token by token: the same numbers, bit for bit
-        out1, recs1 = greedy_run(binary("run"), path, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path,
+        out1, recs1 = greedy_run(hooked("run"), path, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path,
                                  env={"LLAMA2_PREFILL_BLOCK": "1"})
         assert out1 == out and np.array_equal(recs1["logits"], recs["logits"])
         # and two OpenMP threads split the rows, never a sum: the same numbers again
-        out2, recs2 = greedy_run(binary("run"), path, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path,
+        out2, recs2 = greedy_run(hooked("run"), path, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path,
                                  env={"OMP_NUM_THREADS": "2"})
         assert out2 == out and np.array_equal(recs2["logits"], recs["logits"])
     assert outs[0] == outs[1]
@@ -76,7 +76,7 @@ def test_runq_close_to_dequantized_model(sp, sp_tok_bin, tmp_path):
     for name in ("m2.bin",):
         path = export(model, tmp_path / name, 2)
         deq = load_model_bin(str(path))
-        out, recs = greedy_run(binary("runq"), path, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path)
+        out, recs = greedy_run(hooked("runq"), path, sp_tok_bin, "从前，有一个小女孩", 48, tmp_path)
         ids = [BOS] + sp.encode("从前，有一个小女孩")
         c_ids = ids + [int(np.argmax(r)) for r in recs["logits"]]
         want = torch_logits(deq, c_ids[:-1])
@@ -115,11 +115,11 @@ def trained(sp, zh_stories, tmp_path_factory):
 def test_trained_model_parity(trained, sp, sp_tok_bin, tmp_path):
     model, paths = trained
     prompt = "从前，有一只会飞的狗"
-    outs = [check_parity(model, paths[v], binary("run"), sp, sp_tok_bin, prompt, 64, tmp_path, 1e-3)[0] for v in (0, 1)]
+    outs = [check_parity(model, paths[v], hooked("run"), sp, sp_tok_bin, prompt, 64, tmp_path, 1e-3)[0] for v in (0, 1)]
     assert outs[0] == outs[1]
     # runq: the same first tokens as the fp32 runner
-    outq, recs = greedy_run(binary("runq"), paths[2], sp_tok_bin, prompt, 64, tmp_path)
-    _, recs0 = greedy_run(binary("run"), paths[0], sp_tok_bin, prompt, 64, tmp_path)
+    outq, recs = greedy_run(hooked("runq"), paths[2], sp_tok_bin, prompt, 64, tmp_path)
+    _, recs0 = greedy_run(hooked("run"), paths[0], sp_tok_bin, prompt, 64, tmp_path)
     first = lambda rs: [int(np.argmax(r)) for r in rs["logits"][:5]]
     assert first(recs) == first(recs0)
 
@@ -137,7 +137,7 @@ def test_stops_at_bos_and_eos(sp, sp_tok_bin, tmp_path):
             if int(torch.argmax(model(torch.tensor([ids]))[0, -1])) != first:
                 model.output.weight[first], model.output.weight[other] = -v, v
         path = export(model, tmp_path / "stop.bin", 0)
-        out, recs = greedy_run(binary("run"), path, sp_tok_bin, "小猫", 30, tmp_path)
+        out, recs = greedy_run(hooked("run"), path, sp_tok_bin, "小猫", 30, tmp_path)
         assert out == "小猫\n"
         assert len(recs) == 1 and int(np.argmax(recs["logits"][0])) == first
 
@@ -232,7 +232,7 @@ def test_sampler_is_the_original(sp, sp_tok_bin, tmp_path):
     path = export(model, tmp_path / "m.bin", 0)
     dump = tmp_path / "l.bin"
     args = ("-t", 1.0, "-p", 0.9, "-s", 42, "-n", 40, "-i", "小狗")
-    r = run_c(binary("run"), path, sp_tok_bin, *args, env={"LLAMA2_LOGITS": str(dump)})
+    r = run_c(hooked("run"), path, sp_tok_bin, *args, env={"LLAMA2_LOGITS": str(dump)})
     assert r.returncode == 0
     recs = read_logits(dump, VOCAB)
     chosen = original_sampler(recs["logits"], 1.0, 0.9, 42)
@@ -263,17 +263,20 @@ def test_scalar_kernels_match_simd(version, scalar_bins, sp_tok_bin, trained, tm
     """The portable path and the SIMD path: identical greedy tokens, logits within tolerance."""
     _, paths = trained
     name = "run" if version == 0 else "runq"
-    a, ra = greedy_run(binary(name), paths[version], sp_tok_bin, "从前", 64, tmp_path)
+    a, ra = greedy_run(hooked(name), paths[version], sp_tok_bin, "从前", 64, tmp_path)
     b, rb = greedy_run(scalar_bins[name], paths[version], sp_tok_bin, "从前", 64, tmp_path)
     assert a == b
-    np.testing.assert_allclose(ra["logits"], rb["logits"], atol=1e-3, rtol=0)
+    # runq: an activation on a rounding boundary may quantize the other way (test_kernels.py's bound)
+    atol = 1e-3 if version == 0 else 0.02 * np.abs(rb["logits"]).max()
+    np.testing.assert_allclose(ra["logits"], rb["logits"], atol=atol, rtol=0)
     # models whose sizes do not fit the SIMD tiles (dim 48, group size 16) take the remainder paths
     model = random_model(VOCAB, seed=11, dim=48, n_heads=6, n_kv_heads=2, hidden_dim=80, shared=False, max_seq_len=40)
     path = export(model, tmp_path / "odd.bin", version)
-    a, ra = greedy_run(binary(name), path, sp_tok_bin, "从前", 40, tmp_path)
+    a, ra = greedy_run(hooked(name), path, sp_tok_bin, "从前", 40, tmp_path)
     b, rb = greedy_run(scalar_bins[name], path, sp_tok_bin, "从前", 40, tmp_path)
     assert a == b
-    np.testing.assert_allclose(ra["logits"], rb["logits"], atol=1e-3, rtol=0)
+    atol = 1e-3 if version == 0 else 0.02 * np.abs(rb["logits"]).max()
+    np.testing.assert_allclose(ra["logits"], rb["logits"], atol=atol, rtol=0)
 
 
 def test_bad_command_lines(small_model, sp_tok_bin, tmp_path):
@@ -371,18 +374,28 @@ def test_weights_in_huge_pages(version, sp_tok_bin, tmp_path):
         print(f"{name}: {huge_kb} kB of anonymous memory in huge pages")
     else:
         assert maps
-    maps, _ = loaded_weights(binary(name), model, sp_tok_bin, {"LLAMA2_MMAP": "1"})
+    maps, _ = loaded_weights(hooked(name), model, sp_tok_bin, {"LLAMA2_MMAP": "1"})
     assert maps and all(" r--p " in line for line in maps)  # mapped, read-only
-    a, ra = greedy_run(binary(name), model, sp_tok_bin, "从前", 40, tmp_path)
-    b, rb = greedy_run(binary(name), model, sp_tok_bin, "从前", 40, tmp_path, env={"LLAMA2_MMAP": "1"})
+    a, ra = greedy_run(hooked(name), model, sp_tok_bin, "从前", 40, tmp_path)
+    b, rb = greedy_run(hooked(name), model, sp_tok_bin, "从前", 40, tmp_path, env={"LLAMA2_MMAP": "1"})
     assert a == b
     assert np.array_equal(ra["logits"], rb["logits"])
 
 
+def test_shipped_binaries_have_no_debug_hooks(small_model, sp_tok_bin, tmp_path):
+    """The debug variables are tests/hooks.c's: ./run ignores them (the hooks build honours them)."""
+    dump = tmp_path / "logits.bin"
+    for exe in (binary("run"), hooked("run")):
+        r = run_c(exe, small_model, sp_tok_bin, "-t", 0, "-n", 8, env={"LLAMA2_LOGITS": str(dump)})
+        assert r.returncode == 0, r.stderr.decode()
+        assert dump.exists() == (exe == hooked("run"))
+
+
 def test_make_win64_compiles(tmp_path):
     need_tool("x86_64-w64-mingw32-gcc", package="gcc-mingw-w64-x86-64")
-    for f in ("run.c", "runq.c", "llama2.h", "Makefile"):
+    for f in ("run.c", "runq.c", "Makefile"):
         shutil.copy(REPO / f, tmp_path / f)
+    shutil.copytree(REPO / "llama2", tmp_path / "llama2")
     r = subprocess.run(["make", "-C", str(tmp_path), "win64"], capture_output=True, timeout=300)
     assert r.returncode == 0, r.stderr.decode()
     for exe in ("run.exe", "runq.exe"):
@@ -440,15 +453,15 @@ def test_score_mode_matches_pytorch(trained, sp, sp_model, sp_tok_bin, zh_storie
     n_c, loss_c, ppl_c = score_line(first)
     assert n_c == n and loss_c == pytest.approx(want, rel=1e-4) and ppl_c == pytest.approx(np.exp(want), rel=1e-3)
     for env in ({"LLAMA2_PREFILL_BLOCK": "1"}, {"LLAMA2_PREFILL_BLOCK": "5"}, {"OMP_NUM_THREADS": "2"}):
-        assert run_c(binary("run"), paths[0], sp_tok_bin, "-m", "score", "-f", path, env=env).stdout == first.stdout
+        assert run_c(hooked("run"), paths[0], sp_tok_bin, "-m", "score", "-f", path, env=env).stdout == first.stdout
     # -i gives the same text the same score
     assert run_c(binary("run"), paths[0], sp_tok_bin, "-m", "score", "-i", text).stdout == first.stdout
     q = run_c(binary("runq"), paths[2], sp_tok_bin, "-m", "score", "-f", path)
     n_q, loss_q, _ = score_line(q)
     print(f"score: fp32 {loss_c:.6f}, int8 {loss_q:.6f} (gap {100 * (loss_q / loss_c - 1):+.3f}%)")
     assert n_q == n and loss_q == pytest.approx(loss_c, rel=0.02)
-    for env in ({"LLAMA2_PREFILL_BLOCK": "1"}, {"OMP_NUM_THREADS": "2"}):
-        assert run_c(binary("runq"), paths[2], sp_tok_bin, "-m", "score", "-f", path, env=env).stdout == q.stdout
+    for env in ({"LLAMA2_PREFILL_BLOCK": "1"}, {"LLAMA2_PREFILL_BLOCK": "5"}, {"OMP_NUM_THREADS": "2"}):
+        assert run_c(hooked("runq"), paths[2], sp_tok_bin, "-m", "score", "-f", path, env=env).stdout == q.stdout
 
 
 def test_score_mode_bad_input(trained, sp_tok_bin, tmp_path):

@@ -6,6 +6,9 @@ import hashlib
 import io
 import json
 import os
+import re
+import signal
+import stat
 import subprocess
 import sys
 import tarfile
@@ -17,6 +20,8 @@ import pytest
 import sentencepiece as spm
 import torch
 
+import tinystories
+from faults import kill_when, small_disk
 from tinystories import BatchStream, generate_stories
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,13 +29,13 @@ SCRIPT = os.path.join(ROOT, "tinystories.py")
 DATASET_PATH = "/datasets/adam89/TinyStoriesChinese/resolve/main/TinyStories_all_data_zh.tar.gz"
 
 
-def cli(*args, cwd=None, env_extra=None, timeout=120):
+def cli(*args, cwd=None, env_extra=None, timeout=120, preexec_fn=None):
     env = dict(os.environ, OMP_NUM_THREADS="1")
     for k in ("HF_ENDPOINT", "HF_TOKEN", "HF_HUB_OFFLINE", "HF_HOME"):
         env.pop(k, None)
     env.update(env_extra or {})
     return subprocess.run([sys.executable, SCRIPT, *args], capture_output=True, text=True, cwd=cwd, env=env,
-                          timeout=timeout)
+                          timeout=timeout, preexec_fn=preexec_fn)
 
 
 def assert_user_error(r, *words):
@@ -58,6 +63,9 @@ def test_download_sample_layout_and_figures(tmp_path):
     assert sum(map(len, stories)) >= 3_000_000
     assert len(set(ids)) == len(ids)
     assert "example story:" in r.stdout and stories[0] in r.stdout
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert stat.S_IMODE(os.stat(d).st_mode) == 0o777 & ~umask  # not the 0700 of a temporary folder
     mtime = os.path.getmtime(d / shards[0])
     r = cli("download", "--dataset=sample", f"--data_root={tmp_path}")
     assert r.returncode == 0 and "nothing to do" in r.stdout
@@ -359,6 +367,166 @@ def test_download_keeps_absolute_entries_inside(tmp_path, server):
     assert (tmp_path / "root" / "TinyStories_all_data" / str(tmp_path).lstrip("/") / "evil.jsonl").exists()
 
 
+# the same refusals with tarfile's "data" filter and without it (Python before 3.11.4 / 3.10.12)
+FILTERS = [pytest.param(True, id="data_filter", marks=pytest.mark.skipif(
+    not hasattr(tarfile, "data_filter"), reason="this Python's tarfile has no data filter")),
+    pytest.param(False, id="own_checks")]
+
+
+def tar_of(members):
+    """members: (TarInfo fields dict, bytes or None) -> .tar.gz bytes, for entries make_tarball cannot say."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for fields, data in members:
+            info = tarfile.TarInfo(fields.pop("name"))
+            for k, v in fields.items():
+                setattr(info, k, v)
+            if data is not None:
+                info.size = len(data)
+            tar.addfile(info, io.BytesIO(data) if data is not None else None)
+    return buf.getvalue()
+
+
+def extract(tmp_path, monkeypatch, use_filter, archive_bytes, **limits):
+    monkeypatch.setattr(tinystories, "TAR_DATA_FILTER", use_filter)
+    archive = tmp_path / "a.tar.gz"
+    archive.write_bytes(archive_bytes)
+    out = tmp_path / "root" / "TinyStories_all_data"
+    tinystories.safe_extract(str(archive), str(out), **limits)
+    return out
+
+
+SHARD = ({"name": "data00.jsonl"}, "{\"story_zh\": \"故事\"}\n".encode())
+HOSTILE = {
+    "dotdot": [({"name": "../evil.jsonl"}, b"{}\n")],
+    "dotdot_inside": [({"name": "data/../../evil.jsonl"}, b"{}\n")],
+    "symlink_absolute": [({"name": "link.jsonl", "type": tarfile.SYMTYPE, "linkname": "/etc/passwd"}, None)],
+    "symlink_up": [({"name": "up.jsonl", "type": tarfile.SYMTYPE, "linkname": "../evil.jsonl"}, None)],
+    # a link to "." is harmless alone; a name through it then climbs out of the folder on disk
+    "symlink_chain": [({"name": "here", "type": tarfile.SYMTYPE, "linkname": "."}, None),
+                      ({"name": "here/x/../../evil.jsonl"}, b"{}\n")],
+    "link_through_link": [({"name": "here", "type": tarfile.SYMTYPE, "linkname": "."}, None),
+                          ({"name": "up", "type": tarfile.SYMTYPE, "linkname": "here/.."}, None)],
+    "hardlink_out": [({"name": "hard.jsonl", "type": tarfile.LNKTYPE, "linkname": "../../etc/passwd"}, None)],
+    "char_device": [({"name": "null", "type": tarfile.CHRTYPE, "devmajor": 1, "devminor": 3}, None)],
+    "block_device": [({"name": "sda", "type": tarfile.BLKTYPE, "devmajor": 8, "devminor": 0}, None)],
+    "fifo": [({"name": "pipe", "type": tarfile.FIFOTYPE}, None)],
+}
+
+
+@pytest.mark.parametrize("use_filter", FILTERS)
+@pytest.mark.parametrize("case", sorted(HOSTILE))
+def test_extract_refuses_hostile_entries_with_and_without_filter(tmp_path, monkeypatch, use_filter, case):
+    members = [(dict(SHARD[0]), SHARD[1])] + [(dict(f), d) for f, d in HOSTILE[case]]
+    with pytest.raises(tinystories.UserError) as e:
+        extract(tmp_path, monkeypatch, use_filter, tar_of(members))
+    assert "refusing unsafe entry" in str(e.value) and "\n" not in str(e.value)
+    assert not (tmp_path / "root" / "TinyStories_all_data").exists()
+    assert not (tmp_path / "evil.jsonl").exists() and os.listdir(tmp_path / "root") == []
+
+
+@pytest.mark.parametrize("use_filter", FILTERS)
+def test_extract_modes_links_and_absolute_names(tmp_path, monkeypatch, use_filter):
+    """setuid/setgid/sticky and group/other write bits dropped, owner read/write kept, an absolute
+    name lands inside, links within the folder kept; folders get the umask's mode."""
+    members = [(dict(SHARD[0]), SHARD[1]),
+               ({"name": "sub/suid.jsonl", "mode": 0o4777}, b"{}\n"),
+               ({"name": "sub/sgid.jsonl", "mode": 0o2640}, b"{}\n"),
+               ({"name": "sub/sticky.jsonl", "mode": 0o1666}, b"{}\n"),
+               ({"name": "sub/noread.jsonl", "mode": 0o000}, b"{}\n"),
+               ({"name": "sub", "type": tarfile.DIRTYPE, "mode": 0o7777}, None),
+               ({"name": "/abs/inside.jsonl"}, b"{}\n"),
+               ({"name": "sub/link.jsonl", "type": tarfile.SYMTYPE, "linkname": "../data00.jsonl"}, None),
+               ({"name": "hard.jsonl", "type": tarfile.LNKTYPE, "linkname": "data00.jsonl"}, None)]
+    out = extract(tmp_path, monkeypatch, use_filter, tar_of(members))
+    mode = lambda p: stat.S_IMODE(os.lstat(out / p).st_mode)
+    assert (mode("sub/suid.jsonl"), mode("sub/sgid.jsonl"), mode("sub/sticky.jsonl"), mode("sub/noread.jsonl")) \
+        == (0o755, 0o640, 0o644, 0o600)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert mode(".") == mode("sub") == mode("abs") == 0o777 & ~umask
+    assert (out / "abs" / "inside.jsonl").exists()
+    assert (out / "sub" / "link.jsonl").read_bytes() == (out / "hard.jsonl").read_bytes() == SHARD[1]
+    assert os.readlink(out / "sub" / "link.jsonl") == "../data00.jsonl"
+
+
+def sparse_bomb(tmp_path, gb=2):
+    """A .tar.gz of a few KB holding a sparse file of gb GB (GNU tar's --sparse)."""
+    src = tmp_path / "bomb"
+    src.mkdir()
+    with open(src / "data00.jsonl", "wb") as f:
+        f.write(b'{"story_zh": "x"}\n')
+        f.truncate(gb << 30)
+    out = tmp_path / "bomb.tar.gz"
+    subprocess.run(["tar", "--sparse", "-czf", str(out), "-C", str(src), "data00.jsonl"], check=True)
+    os.remove(src / "data00.jsonl")
+    return out.read_bytes()
+
+
+def test_download_refuses_archive_over_limits(tmp_path, server):
+    """A tar bomb (a few KB unpacking to 2 GB), too many entries, too much in all: refused before a
+    byte is written, in one line naming the flag that raises the limit."""
+    bomb = sparse_bomb(tmp_path)
+    assert len(bomb) < 100_000
+    server.files["/bomb.tar.gz"] = bomb
+    many = [(f"d/{i}.jsonl", b"{}\n") for i in range(30)]
+    server.files["/many.tar.gz"] = make_tarball(many)
+    server.files["/big.tar.gz"] = make_tarball([("a.jsonl", b"{}\n" * 300_000), ("b.jsonl", b"{}\n" * 300_000)])
+    for name, flags, words in [("bomb", [], ["2048 MB", "--max_file_mb=1024"]),
+                               ("many", ["--max_files=10"], ["more than 10 entries", "--max_files"]),
+                               ("big", ["--max_total_mb=1"], ["--max_total_mb=1"])]:
+        root = tmp_path / name
+        r = cli("download", f"--data_root={root}", f"--data_url={server.url}/{name}.tar.gz", *flags)
+        assert_user_error(r, *words)
+        assert not (root / "TinyStories_all_data").exists() and not leftovers(root)
+    r = cli("download", f"--data_root={tmp_path / 'many'}", f"--data_url={server.url}/many.tar.gz", "--max_files=31")
+    assert r.returncode == 0, r.stderr
+    assert_user_error(cli("download", "--max_files=0"), "--max_files must be >= 1")
+
+
+def test_download_full_disk_keeps_the_archive(tmp_path, server, zh_stories):
+    """A verified archive that does not fit: "no space left", the archive kept (not "corrupt,
+    delete it"), and nothing half-extracted."""
+    body = make_tarball([(f"data{i:02d}.jsonl", shard_bytes(zh_stories[:20]) * 100) for i in range(2)])
+    assert len(body) < 200_000
+    server.files["/d.tar.gz"] = body
+    with small_disk(tmp_path / "disk", 400) as (disk, preexec):
+        r = cli("download", f"--data_root={disk}", f"--data_url={server.url}/d.tar.gz",
+                f"--sha256={hashlib.sha256(body).hexdigest()}", preexec_fn=preexec)
+        assert_user_error(r, f"no space left on {disk}", "need ~")
+        assert "corrupt" not in r.stderr and "delete" not in r.stderr
+        assert open(os.path.join(disk, "d.tar.gz"), "rb").read() == body
+        assert not os.path.exists(os.path.join(disk, "TinyStories_all_data")) and not leftovers(disk)
+
+
+def test_download_killed_mid_extraction_leaves_nothing_after_rerun(tmp_path, server, big_tarball):
+    """kill -9 while extracting leaves .extract-XXXX/; the next run removes it, but not the folder
+    of a run still going (it holds the lock on that folder's .lock)."""
+    import fcntl
+    server.files["/big.tar.gz"] = big_tarball
+    cmd = [sys.executable, SCRIPT, "download", f"--data_root={tmp_path}", f"--data_url={server.url}/big.tar.gz"]
+    kill_when(cmd, "extracting")
+    stale = [n for n in os.listdir(tmp_path) if n.startswith(".extract-")]
+    assert stale, os.listdir(tmp_path)
+    busy = tmp_path / ".extract-busy"
+    busy.mkdir()
+    with open(busy / ".lock", "w") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        (tmp_path / ".sample-old").mkdir()
+        open(tmp_path / ".sample-old" / ".lock", "w").close()
+        r = cli("download", f"--data_root={tmp_path}", f"--data_url={server.url}/big.tar.gz")
+        assert r.returncode == 0, r.stderr
+        assert sorted(leftovers(tmp_path)) == [".extract-busy"]
+    assert (tmp_path / "TinyStories_all_data" / "data00.jsonl").exists()
+
+
+def test_data_url_errors_name_its_host(tmp_path):
+    r = cli("download", f"--data_root={tmp_path}", "--data_url=http://127.0.0.1:9/data.tar.gz",
+            env_extra={"HF_HUB_DISABLE_TELEMETRY": "1"})
+    assert_user_error(r, "cannot reach http://127.0.0.1:9 ")
+    assert "huggingface" not in r.stderr and "HF_ENDPOINT" not in r.stderr
+
+
 # -----------------------------------------------------------------------------
 # train_vocab and pretokenize
 
@@ -562,3 +730,88 @@ def test_deep_json_and_special_files_in_the_input(tmp_path, sp_model, zh_stories
     for stage in ("pretokenize", "train_vocab"):
         assert_user_error(cli(stage, "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}", timeout=60),
                           "c.jsonl is not a regular file")
+
+
+# -----------------------------------------------------------------------------
+# faults: a full disk, kill -9, oversized documents
+
+def stories_dir(tmp_path, zh_stories, n_files, per_file):
+    src = tmp_path / "src"
+    src.mkdir()
+    for i in range(n_files):
+        part = [zh_stories[(i * per_file + j) % len(zh_stories)] for j in range(per_file)]
+        (src / f"d{i:02d}.jsonl").write_bytes(shard_bytes(part))
+    return src
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_pretokenize_on_a_full_disk_is_one_line(tmp_path, sp_model, zh_stories, mode):
+    from faults import small_disk
+    src = stories_dir(tmp_path, zh_stories, 2, 1000)  # shards of ~200 KB
+    with small_disk(tmp_path / "disk", 64, mode) as (root, preexec):
+        with open(os.path.join(root, "tok512.model"), "wb") as f:
+            f.write(open(sp_model, "rb").read())
+        r = subprocess.run([sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}",
+                            f"--data_dir={src}", "--num_workers=2", "--encoder=sentencepiece"],
+                           capture_output=True, text=True, preexec_fn=preexec, env=dict(os.environ, OMP_NUM_THREADS="1"))
+        # it said "... requested and ... written"
+        assert_user_error(r)  # (above it: tqdm's bar)
+        assert r.stderr.strip().splitlines()[-1].startswith(f"error: no space left on {root}/tok512/d0"), r.stderr
+        assert ".bin (need ~0." in r.stderr
+        assert os.listdir(os.path.join(root, "tok512")) == []
+
+
+def test_kill_9_of_pretokenize_takes_its_workers_along(tmp_path, sp_model, zh_stories):
+    from faults import kill_when, survivors, tagged
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    src = stories_dir(tmp_path, zh_stories, 12, 3000)
+    env, tag = tagged(dict(os.environ, OMP_NUM_THREADS="1"))
+    cmd = [sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}", f"--data_dir={src}",
+           "--num_workers=2", "--encoder=sentencepiece"]
+    # tqdm's first update with a shard back and at least 6 to go: the workers are at work
+    kill_when(cmd, re.compile(rb"\| [1-6]/12 \["), env=env)
+    # they used to live on with parent pid 1, blocked on the task pipe for good
+    left = survivors(tag)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)  # a rerun finishes and cleans up
+    assert r.returncode == 0, r.stderr
+    assert sorted(os.listdir(root / "tok512")) == [f"d{i:02d}.bin" for i in range(12)]
+    assert survivors(tag) == []
+
+
+def test_oversized_documents_are_skipped_unread(tmp_path, sp_model, zh_stories):
+    from faults import memory_limit
+    src = stories_dir(tmp_path, zh_stories, 2, 300)
+    # a tar bomb's payload: one sparse line of 1.25 GB, which used to be read whole (and then joined)
+    with open(src / "bomb.jsonl", "wb") as f:
+        f.write(b'{"story_zh": "' + "开头".encode() + b'"}\n')
+        f.truncate(5 << 28)
+        f.seek(0, 2)
+        f.write(b"\n" + shard_bytes(zh_stories[:1]))
+    (src / "big.txt").write_bytes(("很长" * (1 << 19)).encode())  # 3 MB of text in one document
+    (src / "fine.jsonl").write_bytes(shard_bytes(["不长"]) + b'{"story_zh": "' + b"x" * (2 << 20) + b'"}\n')
+    env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1")
+    r = subprocess.run([sys.executable, SCRIPT, "train_vocab", "--vocab_size=300", f"--data_root={tmp_path}",
+                        f"--data_dir={src}", "--max_doc_mb=1"], capture_output=True, text=True, env=env,
+                       preexec_fn=memory_limit(1024), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 3 lines or files over 1 MB (raise the bound with --max_doc_mb)" in r.stdout, r.stdout
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "tok512.model").write_bytes(open(sp_model, "rb").read())
+    r = subprocess.run([sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}",
+                        f"--data_dir={src}", "--max_doc_mb=1", "--num_workers=1"], capture_output=True, text=True,
+                       env=env, preexec_fn=memory_limit(1024), timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "skipped 3 lines or files over 1 MB" in r.stdout, r.stdout
+    sp = spm.SentencePieceProcessor(model_file=sp_model)
+    assert decode_shard(root / "tok512" / "bomb.bin", sp) == ["开头", zh_stories[0]]  # the lines around it stay
+    assert decode_shard(root / "tok512" / "fine.bin", sp) == ["不长"]
+    assert os.path.getsize(root / "tok512" / "big.bin") == 0
+    r = subprocess.run([sys.executable, SCRIPT, "pretokenize", "--vocab_size=512", f"--data_root={root}",
+                        f"--data_dir={src}", "--max_doc_mb=4", "--num_workers=1"], capture_output=True, text=True, env=env)
+    assert r.returncode == 0 and "skipped 1 lines or files over 4 MB" in r.stdout, r.stdout + r.stderr

@@ -15,6 +15,7 @@ import pytest
 import torch
 
 from export import load_model_bin
+from faults import small_disk
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TRAIN = os.path.join(ROOT, "train.py")
@@ -48,9 +49,10 @@ def env(**extra):
     return e
 
 
-def train(out_dir, data_root, *args, extra_env=None, timeout=120):
+def train(out_dir, data_root, *args, extra_env=None, timeout=120, preexec_fn=None):
     cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={out_dir}", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout)
+    return subprocess.run(cmd, capture_output=True, text=True, env=env(**(extra_env or {})), timeout=timeout,
+                          preexec_fn=preexec_fn)
 
 
 def torchrun(launch_args, out_dir, data_root, *args, probe=(), extra_env=None, timeout=180):
@@ -300,3 +302,77 @@ def test_two_nodes_on_localhost(tmp_path, data_root):
     assert "1 grad accum steps * 2 processes" in outs[0][0]
     ck = load_ckpt(tmp_path / "out" / "ckpt.pt")
     assert ck["iter_num"] == 3 and len(ck["data_state"]) == 2
+
+
+@pytest.mark.parametrize("mode", ["rlimit", "tmpfs"])
+def test_full_disk_during_checkpoint_save_is_one_line(tmp_path, data_root, mode):
+    first = tmp_path / "first"
+    r = train(first, data_root, "--max_iters=2", "--eval_interval=2", "--always_save_checkpoint=True")
+    assert r.returncode == 0, r.stderr
+    old = (first / "ckpt.pt").read_bytes()
+    # tmpfs: room for the old checkpoint, not for a second copy beside it; rlimit: no file that large
+    kb = len(old) * 3 // 2 // 1024 if mode == "tmpfs" else len(old) // 2 // 1024
+    with small_disk(tmp_path / "disk", kb, mode) as (out, preexec):
+        with open(os.path.join(out, "ckpt.pt"), "wb") as f:
+            f.write(old)
+        r = train(out, data_root, "--init_from=resume", "--max_iters=4", "--eval_interval=2",
+                  "--always_save_checkpoint=True", preexec_fn=preexec)
+        err = one_line_error(r)
+        assert f"no space left on {out}/ckpt.pt (need ~0." in err and "still holds iteration 2" in err, err
+        with open(os.path.join(out, "ckpt.pt"), "rb") as f:
+            assert f.read() == old
+        assert not [f for f in os.listdir(out) if f.endswith(".tmp")]
+
+
+def test_resume_refuses_shape_flags_that_differ_from_the_checkpoint(tmp_path, data_root):
+    out = tmp_path / "out"
+    r = train(out, data_root, "--max_iters=2", "--eval_interval=2", "--always_save_checkpoint=True")
+    assert r.returncode == 0, r.stderr
+    # these used to be ignored: a 32/2 model trained on, its checkpoint's config saying 64/4
+    err = one_line_error(train(out, data_root, "--init_from=resume", "--max_iters=4", "--dim=64", "--n_layers=4"))
+    assert "--dim=64 but the checkpoint has dim=32; --n_layers=4 but the checkpoint has n_layers=2" in err, err
+    assert "resume with --dim=32 --n_layers=2" in err
+    assert load_ckpt(out / "ckpt.pt")["iter_num"] == 2
+    # the same shape (TINY gives all of it) and another dropout: resumes
+    r = train(out, data_root, "--init_from=resume", "--max_iters=4", "--eval_interval=2", "--dropout=0.1",
+              "--always_save_checkpoint=True")
+    assert r.returncode == 0, r.stderr
+    ck = load_ckpt(out / "ckpt.pt")
+    assert ck["iter_num"] == 4 and ck["config"]["dim"] == 32 and ck["config"]["dropout"] == 0.1
+
+
+def test_resume_from_crafted_model_args_is_refused_before_building(tmp_path, data_root):
+    from faults import memory_limit
+    out = tmp_path / "out"
+    r = train(out, data_root, "--max_iters=2", "--eval_interval=2", "--always_save_checkpoint=True")
+    assert r.returncode == 0, r.stderr
+    ck = load_ckpt(out / "ckpt.pt")
+    ck["model_args"]["n_layers"] = 10**9
+    torch.save(ck, out / "ckpt.pt")
+    r = train(out, data_root, "--init_from=resume", "--max_iters=4", "--n_layers=1000000000",
+              preexec_fn=memory_limit(4096), timeout=60)
+    err = one_line_error(r)
+    assert "n_layers=1000000000 but the weights hold 2 layers" in err, err
+
+
+def test_metrics_after_kill_and_resume_read_like_an_uninterrupted_run(tmp_path, data_root):
+    from faults import kill_when
+    common = ["--eval_interval=4", "--always_save_checkpoint=True"]
+    a, b = tmp_path / "a", tmp_path / "b"
+    r = train(a, data_root, "--max_iters=12", *common)
+    assert r.returncode == 0, r.stderr
+    # killed after the checkpoint of iteration 8 and the rows of 8, 9, 10 (and maybe more): those
+    # rows used to appear twice once the resumed run logged them again
+    cmd = [sys.executable, TRAIN, *TINY, f"--data_root={data_root}", f"--out_dir={b}", "--max_iters=12", *common]
+    out = kill_when(cmd, "\n10 | loss", env=env())
+    assert "saving checkpoint" in out
+    with open(b / "metrics.jsonl", "a") as f:
+        f.write('{"iter": 11, "lo')  # and a torn line, as a kill in the middle of a write leaves
+    r = train(b, data_root, "--max_iters=12", "--init_from=resume", *common)
+    assert r.returncode == 0, r.stderr
+
+    def rows(out_dir):  # everything but the timings
+        return [{k: v for k, v in json.loads(line).items() if k not in ("dt_ms", "tok_per_s", "eta_s", "mfu")}
+                for line in (out_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rows(b) == rows(a)
+    assert not list(b.glob("*.tmp"))

@@ -192,8 +192,8 @@ def test_stop(browser, site, scalar_bins, sp_tok_bin, tmp_path):
 
 @pytest.fixture(scope="session")
 def wasm_cli(tmp_path_factory, web_dir):
-    """run.c and runq.c compiled as make web compiles them (SIMD128) but whole, command line
-    included, for node (one .js with the wasm inside: this emscripten would fetch() a separate
+    """run.c and runq.c compiled as make web compiles them (SIMD128) but whole, command line and
+    tests/hooks.c's debug variables included, for node (one .js with the wasm inside: this emscripten would fetch() a separate
     .wasm, which node cannot for a path): ./run's interface, so the kernel tests drive both alike."""
     need_tool("node", package="nodejs")
     d = tmp_path_factory.mktemp("wasm_cli")
@@ -204,7 +204,7 @@ def wasm_cli(tmp_path_factory, web_dir):
     for name in ("run", "runq"):
         js = d / f"{name}.js"
         subprocess.run(["emcc", "-O3", "-ffp-contract=off", "-msimd128", "-sNODERAWFS=1", "-sALLOW_MEMORY_GROWTH=1", "-sSINGLE_FILE=1",
-                        "--pre-js", str(pre), "-o", str(js), str(REPO / f"{name}.c")],
+                        "--pre-js", str(pre), "-I", str(REPO), f'-DENGINE="{name}.c"', "-o", str(js), str(REPO / "tests" / "hooks.c")],
                        env=dict(os.environ, NODE_PATH="/usr/share/nodejs"), check=True, capture_output=True)
         sh = d / name
         sh.write_text(f'#!/bin/sh\nexec node {js} "$@"\n')

@@ -1,0 +1,163 @@
+// x86.h: the fp32 kernels for x86-64 AVX2+FMA (8 floats a vector) and AVX-512 F/BW/VL (the matmul and dot in 16), each beside ops.h's reference.
+#pragma once
+#include <immintrin.h>
+#define USE_AVX2 1
+#if defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define USE_AVX512 1
+#endif
+
+static inline float hsum8(__m256 acc) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+// the vector operations vf.h's dot and matmul tile are written in
+#if defined(USE_AVX512)
+typedef __m512 vf;
+#define VF 16
+#define vf_zero() _mm512_setzero_ps()
+#define vf_load(p) _mm512_loadu_ps(p)
+#define vf_fma(a, b, c) _mm512_fmadd_ps(a, b, c)
+static inline float vf_sum(__m512 v) {
+    return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
+}
+#else
+typedef __m256 vf;
+#define VF 8
+#define vf_zero() _mm256_setzero_ps()
+#define vf_load(p) _mm256_loadu_ps(p)
+#define vf_fma(a, b, c) _mm256_fmadd_ps(a, b, c)
+#define vf_sum(v) hsum8(v)
+#endif
+#include "vf.h"
+
+// How far ahead (in positions) attention prefetches the keys and values of a head: a head's keys
+// are a short stream that the hardware prefetcher picks up late.
+#define ATTN_PREFETCH 16
+
+// attention_scores_ref, 8 keys at a time, so their 8 horizontal sums share one transpose-and-add
+static inline void attention_scores_avx2(float *att, const float *q, const float *k, size_t stride, int npos, int n) {
+    float sqrt_n = sqrtf((float)n);
+    int j = 0;
+    for (; n % 8 == 0 && j + 8 <= npos; j += 8) {
+        // the keys ATTN_PREFETCH positions ahead
+        if (j + ATTN_PREFETCH + 8 <= npos)
+            for (size_t f = 0; f < 8 * stride; f += 16) __builtin_prefetch(k + (j + ATTN_PREFETCH) * stride + f);
+        __m256 acc[8];
+        for (int p = 0; p < 8; p++) acc[p] = _mm256_setzero_ps();
+        for (int c = 0; c < n; c += 8) {
+            __m256 qv = _mm256_loadu_ps(q + c);
+            for (int p = 0; p < 8; p++) acc[p] = _mm256_fmadd_ps(qv, _mm256_loadu_ps(k + (j + p) * stride + c), acc[p]);
+        }
+        __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+        __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+        __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
+        _mm256_storeu_ps(att + j, _mm256_div_ps(s, _mm256_set1_ps(sqrt_n)));
+    }
+    for (; j < npos; j++) att[j] = dot_vf(q, k + j * stride, n) / sqrt_n;
+}
+#define attention_scores attention_scores_avx2
+
+// e^x, 8 at a time, with x clamped to [-87, 88] (e^-87 is 0 next to the 1 of a softmax's max,
+// e^88 is near FLT_MAX): x = n ln2 + r with |r| <= ln2/2, e^r by Cephes' expf polynomial, 2^n
+// through the exponent bits.
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504f)), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x); // ln2 in two parts, for precision
+    r = _mm256_fnmadd_ps(n, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    p = _mm256_fmadd_ps(p, _mm256_mul_ps(r, r), _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+// The first k (0..8) of 8 lanes, for the masked loads and stores of a row's last partial block:
+// every element of a row then goes through the same exp8.
+static inline __m256i first_lanes(int k) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32(k), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
+// softmax with 8 exponentials at a time
+static inline void attention_softmax_avx2(float *x, int size) {
+    float max_val = x[0];
+    for (int i = 1; i < size; i++) if (x[i] > max_val) max_val = x[i];
+    __m256 sum = _mm256_setzero_ps(), mv = _mm256_set1_ps(max_val);
+    int i = 0;
+    for (; i + 8 <= size; i += 8) {
+        __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
+        _mm256_storeu_ps(x + i, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256i m = first_lanes(size - i); // the last partial block (masked stores are slow: only here)
+    if (i < size) {
+        __m256 e = _mm256_and_ps(exp8(_mm256_sub_ps(_mm256_maskload_ps(x + i, m), mv)), _mm256_castsi256_ps(m));
+        _mm256_maskstore_ps(x + i, m, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m256 s = _mm256_set1_ps(hsum8(sum));
+    for (i = 0; i + 8 <= size; i += 8) _mm256_storeu_ps(x + i, _mm256_div_ps(_mm256_loadu_ps(x + i), s));
+    if (i < size) _mm256_maskstore_ps(x + i, m, _mm256_div_ps(_mm256_maskload_ps(x + i, m), s));
+}
+#define attention_softmax attention_softmax_avx2
+
+// NB blocks of 8 output columns of mix_values, in registers over one pass of the positions.
+static inline __attribute__((always_inline)) void mix_columns(float *out, const float *att, const float *v,
+                                                              size_t stride, int npos, int NB) {
+    __m256 acc[8];
+    for (int b = 0; b < NB; b++) acc[b] = _mm256_setzero_ps();
+    for (int j = 0; j < npos; j++) {
+        if (j + ATTN_PREFETCH < npos) // the values ahead, as attention_scores does the keys
+            for (int f = 0; f < 8 * NB; f += 16) __builtin_prefetch(v + (j + ATTN_PREFETCH) * stride + f);
+        __m256 a = _mm256_set1_ps(att[j]);
+        for (int b = 0; b < NB; b++) acc[b] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + j * stride + 8 * b), acc[b]);
+    }
+    for (int b = 0; b < NB; b++) _mm256_storeu_ps(out + 8 * b, acc[b]);
+}
+
+// mix_values_ref, NB blocks of 8 columns per pass over the positions
+static inline void mix_values_avx2(float *out, const float *att, const float *v, size_t stride, int npos, int n) {
+    int c = 0;
+    for (; c + 64 <= n; c += 64) mix_columns(out + c, att, v + c, stride, npos, 8);
+    switch ((n - c) / 8) { // the rest of a head (6 blocks of a 48-float head) in one pass too
+        case 7: mix_columns(out + c, att, v + c, stride, npos, 7); break;
+        case 6: mix_columns(out + c, att, v + c, stride, npos, 6); break;
+        case 5: mix_columns(out + c, att, v + c, stride, npos, 5); break;
+        case 4: mix_columns(out + c, att, v + c, stride, npos, 4); break;
+        case 3: mix_columns(out + c, att, v + c, stride, npos, 3); break;
+        case 2: mix_columns(out + c, att, v + c, stride, npos, 2); break;
+        case 1: mix_columns(out + c, att, v + c, stride, npos, 1); break;
+    }
+    c += (n - c) / 8 * 8;
+    for (; c < n; c++) {
+        float val = 0.0f;
+        for (int j = 0; j < npos; j++) val += att[j] * v[j * stride + c];
+        out[c] = val;
+    }
+}
+#define mix_values mix_values_avx2
+
+// silu(val) * val2 for 8 values
+static inline __m256 swiglu8(__m256 val, __m256 val2) {
+    __m256 one = _mm256_set1_ps(1.0f);
+    __m256 sigmoid = _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), val))));
+    return _mm256_mul_ps(_mm256_mul_ps(val, sigmoid), val2);
+}
+
+// swiglu_ref, 8 at a time
+static inline void swiglu_avx2(float *hb, const float *hb2, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(hb + i, swiglu8(_mm256_loadu_ps(hb + i), _mm256_loadu_ps(hb2 + i)));
+    if (i < n) { // the last partial block, masked
+        __m256i m = first_lanes((int)(n - i));
+        _mm256_maskstore_ps(hb + i, m, swiglu8(_mm256_maskload_ps(hb + i, m), _mm256_maskload_ps(hb2 + i, m)));
+    }
+}
+#define swiglu swiglu_avx2
