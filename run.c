@@ -126,7 +126,7 @@ static void matmul(float *xout, const float *x, const float *w, int T, int n, in
 // ----------------------------------------------------------------------------
 // the forward pass, for a block of T tokens at positions pos..pos+T-1
 
-static float *forward(Transformer *transformer, const int *tokens, int T, int pos) {
+static float *forward_rows(Transformer *transformer, const int *tokens, int T, int pos, int all_logits) {
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
@@ -160,19 +160,23 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         residual(s->x, s->xb, (size_t)T * dim);
     }
 
-    // only the last token's logits are needed
-    float *x = s->x + (size_t)(T - 1) * dim;
-    rmsnorm(x, x, w->rms_final_weight, dim);
-    matmul(s->logits, x, w->wcls, 1, dim, p->vocab_size);
+    // the logits of the last token (generation), or of all T (scoring)
+    int nl = all_logits ? T : 1;
+    float *x = s->x + (size_t)(T - nl) * dim;
+    rmsnorm_rows(x, x, w->rms_final_weight, nl, dim);
+    matmul(s->logits, x, w->wcls, nl, dim, p->vocab_size);
     return s->logits;
 }
+
+static float *forward(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 0); }
+static float *forward_all(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 1); }
 
 // ----------------------------------------------------------------------------
 // the model as the generation loops see it (generate.h), and main
 
 void open_model(Model *m, const char *checkpoint_path) {
     Transformer *t = build_transformer(checkpoint_path);
-    *m = (Model){t, &t->config, PREFILL_BLOCK, forward, free_transformer};
+    *m = (Model){t, &t->config, PREFILL_BLOCK, forward, forward_all, free_transformer};
 }
 
 #ifndef TESTING // tests/ and the browser build (web.c) bring their own entry points

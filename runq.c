@@ -237,16 +237,38 @@ static void matmul_tile4(void *ctx, int k) {
     matmul_rows_q8(m->xout, m->xq, m->xs, m->w, m->T, m->n, m->d, m->gs, 4 * k);
 }
 
+#ifdef Q8_PANELS
+#define PANEL_MIN_T 4 // a block of at least this many tokens takes the panels
+
+static void matmul_panel(void *ctx, int k) {
+    const Matmul *m = ctx;
+    int i = PR * k;
+    Panel p = alloc_panel(m->n, m->gs);
+    panel_rows(m->xout, m->xq, m->xs, m->w->q + (size_t)i * m->n, m->w->s + scale_at(i, 0, m->n / m->gs), &p,
+               m->T, m->n, m->d, m->gs, i);
+    free(p.pw);
+}
+#endif
+
 // xout (T,d) = x (T,n) @ W (d,n)^T with x quantized in xq, xs; 4 rows at a time, the threads sharing them
 static void matmul(float *xout, const int8_t *xq, const float *xs, const QuantizedTensor *w, int T, int n, int d, int gs) {
     Matmul m = {xout, xq, xs, w, T, n, d, gs};
+#ifdef Q8_PANELS
+    // a block of tokens: PR rows at a time in the panels (q8_panels.h) where the tile would take
+    // them, the same numbers; the rows past the last full panel in tiles
+    if (T >= PANEL_MIN_T && gs % Q8_STEP == 0 && d >= PR) {
+        for_each_tile(d / PR, matmul_panel, &m);
+        for (int i = d / PR * PR; i < d; i += 4) matmul_rows_q8(xout, xq, xs, w, T, n, d, gs, i);
+        return;
+    }
+#endif
     for_each_tile((d + 3) / 4, matmul_tile4, &m);
 }
 
 // ----------------------------------------------------------------------------
 // the forward pass, for a block of T tokens at positions pos..pos+T-1
 
-static float *forward(Transformer *transformer, const int *tokens, int T, int pos) {
+static float *forward_rows(Transformer *transformer, const int *tokens, int T, int pos, int all_logits) {
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
@@ -286,20 +308,24 @@ static float *forward(Transformer *transformer, const int *tokens, int T, int po
         residual(s->x, s->xb, (size_t)T * dim);
     }
 
-    // only the last token's logits are needed
-    float *x = s->x + (size_t)(T - 1) * dim;
-    rmsnorm(x, x, w->rms_final_weight, dim);
-    quantize(xq, xs, x, 1, dim, gs);
-    matmul(s->logits, xq, xs, w->wcls, 1, dim, p->vocab_size, gs);
+    // the logits of the last token (generation), or of all T (scoring)
+    int nl = all_logits ? T : 1;
+    float *x = s->x + (size_t)(T - nl) * dim;
+    rmsnorm_rows(x, x, w->rms_final_weight, nl, dim);
+    quantize(xq, xs, x, nl, dim, gs);
+    matmul(s->logits, xq, xs, w->wcls, nl, dim, p->vocab_size, gs);
     return s->logits;
 }
+
+static float *forward(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 0); }
+static float *forward_all(Transformer *t, const int *tokens, int T, int pos) { return forward_rows(t, tokens, T, pos, 1); }
 
 // ----------------------------------------------------------------------------
 // the model as the generation loops see it (generate.h), and main
 
 void open_model(Model *m, const char *checkpoint_path) {
     Transformer *t = build_transformer(checkpoint_path);
-    *m = (Model){t, &t->config, PREFILL_BLOCK, forward, free_transformer};
+    *m = (Model){t, &t->config, PREFILL_BLOCK, forward, forward_all, free_transformer};
 }
 
 #ifndef TESTING // tests/ and the browser build (web.c) bring their own entry points

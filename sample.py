@@ -5,6 +5,7 @@ Sample stories from a trained model, printing them as they are generated.
     python3 sample.py --checkpoint=stories15M.bin --tokenizer=data/tok5000.model --temperature=0
     python3 sample.py --checkpoint=out/model.bin --tokenizer=data/tok5000.model --start=FILE:prompt.txt
     python3 sample.py --checkpoint=out/sft/ckpt.pt --instruction='讲一个关于小狗豆豆的故事，要用到“风筝”和“公园”。'
+    python3 sample.py --checkpoint=stories15M.bin --tokenizer=data/tok5000.model --score=story.txt
 
 --checkpoint is a train.py ckpt.pt or a llama2.c .bin (version 0 or 1; version 2 is dequantized).
 --tokenizer is a sentencepiece .model; for a ckpt.pt it defaults to {data_root}/tok{vocab_size}.model
@@ -12,8 +13,12 @@ of the training run. Settings are --key=value as in train.py. temperature 0 is g
 Generation stops at max_new_tokens or when the model ends the story (EOS or a new BOS).
 --instruction wraps the text in the prompt template of an instruction-tuned model (train.py
 --task=sft keeps it in the checkpoint; a .bin model uses instruct.TEMPLATE) and prints the story only.
+--score=FILE prints the mean loss per token of the text in FILE and its perplexity instead, as
+`./run model.bin -m score -f FILE` does: BOS + the text's tokens in windows of max_seq_len
+inputs, the context restarted at each window, every token but BOS predicted once.
 """
 
+import math
 import os
 import sys
 from contextlib import nullcontext
@@ -36,6 +41,7 @@ tokenizer = ""  # sentencepiece .model; empty: the training run's data_root/tok{
 seed = 1337
 device = "cpu"  # examples: 'cpu', 'cuda', 'cuda:0'
 dtype = "float32"  # float32|bfloat16|float16 (autocast on cuda only)
+score = ""  # a text file: print its mean loss per token and perplexity instead of sampling
 # -----------------------------------------------------------------------------
 config_keys = [k for k, v in globals().items()
                if not k.startswith("_") and isinstance(v, (int, float, bool, str))]
@@ -92,6 +98,33 @@ except Exception as e:
 if tok.n_words != model.params.vocab_size:
     die(f"tokenizer {tokenizer} has {tok.n_words} pieces but the model's vocab_size is {model.params.vocab_size}")
 
+
+
+def score_text(path):
+    """Mean loss per token of the text in path (nats) and its perplexity, in run.c's windows."""
+    try:
+        with open(path, "r", encoding="utf-8", newline="") as f:  # the bytes ./run reads: \r\n stays
+            text = f.read()
+    except (OSError, UnicodeDecodeError) as e:
+        die(f"cannot read text file {path}: {e}")
+    ids = tok.encode(text, bos=True, eos=False)
+    if len(ids) < 2:
+        die("nothing to score: the text is empty")
+    seq_len, total = model.params.max_seq_len, 0.0
+    with torch.no_grad(), ctx:
+        for w0 in range(0, len(ids) - 1, seq_len):
+            x = torch.tensor(ids[w0:w0 + seq_len], device=device)[None]
+            y = torch.tensor(ids[w0 + 1:w0 + seq_len + 1], device=device)[None]
+            x = x[:, :y.size(1)]
+            logits = model(x, y).float()
+            total += torch.nn.functional.cross_entropy(logits[0].double(), y[0], reduction="sum").item()
+    loss = total / (len(ids) - 1)
+    print(f"{len(ids) - 1} tokens scored, loss {loss:.6f} per token, perplexity {math.exp(loss):.4f}")
+
+
+if score:
+    score_text(score)
+    sys.exit(0)
 
 
 def read_text(value, what):

@@ -14,6 +14,8 @@ typedef struct {
     int prefill_block; // at most this many tokens per forward call
     // Runs tokens[0..n) at positions pos..pos+n-1 (filling the KV cache); returns the logits after the last one.
     float *(*forward)(Transformer *t, const int *tokens, int n, int pos);
+    // The same, returning the logits of all n tokens (n rows of vocab_size), for scoring a text.
+    float *(*forward_all)(Transformer *t, const int *tokens, int n, int pos);
     void (*free)(Transformer *t);
 } Model;
 
@@ -134,4 +136,43 @@ static void chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const c
     printf("\n");
     free(prompt_tokens);
     free(rendered);
+}
+
+// The cross-entropy of target under logits (nats): log-sum-exp minus the target's logit, in double.
+static double token_loss(const float *logits, int n, int target, int pos) {
+    float max_val = logits[0];
+    for (int i = 0; i < n; i++) {
+        if (!is_finite_bits(logits[i]))
+            die("the model produced non-finite logits at position %d (NaN or inf weights in the model file?)", pos);
+        if (logits[i] > max_val) max_val = logits[i];
+    }
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)logits[i] - max_val);
+    return log(sum) + max_val - logits[target];
+}
+
+// -m score: the mean loss per token of a text (each token's cross-entropy given the ones before
+// it, in nats) and its perplexity, exp(loss). The text is BOS + its tokens, run through the model
+// in windows of seq_len inputs, each in prefill blocks; the context restarts at every window (its
+// first token, at position 0, sees nothing of the one before), as training's windows do. Every
+// token but BOS is predicted once. sample.py --score computes the same numbers in PyTorch.
+static void score(const Model *m, const Tokenizer *tok, const char *text) {
+    int *tokens = xcalloc(strlen(text) + 3, sizeof(int), "the text");
+    int n = encode(tok, text, 1, 0, tokens);
+    if (n < 2) die("nothing to score: the text is empty");
+    int S = m->config->seq_len, V = m->config->vocab_size, block = m->prefill_block;
+    double total = 0.0, t0 = time_in_s();
+    for (int w0 = 0; w0 + 1 < n; w0 += S) {
+        int len = n - 1 - w0 < S ? n - 1 - w0 : S; // inputs w0..w0+len-1, targets one further
+        for (int p = 0; p < len; p += block) {
+            int T = len - p < block ? len - p : block;
+            const float *logits = m->forward_all(m->t, tokens + w0 + p, T, p);
+            for (int t = 0; t < T; t++) total += token_loss(logits + (size_t)t * V, V, tokens[w0 + p + t + 1], p + t);
+        }
+    }
+    double secs = time_in_s() - t0, loss = total / (n - 1);
+    printf("%d tokens scored, loss %.6f per token, perplexity %.4f\n", n - 1, loss, exp(loss));
+    check_stdout();
+    fprintf(stderr, "score: %d tokens in windows of %d, %.1f tok/s\n", n - 1, S, (n - 1) / secs);
+    free(tokens);
 }

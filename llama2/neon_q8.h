@@ -1,4 +1,4 @@
-// neon_q8.h: the int8 matmul tile for aarch64 NEON, with the dot-product extension (sdot) when the target has it, beside runq.c's loops.
+// neon_q8.h: the int8 matmul tile and the prefill panels' operations for aarch64 NEON, with the dot-product extension (sdot) when the target has it, beside runq.c's loops.
 #pragma once
 #include "neon.h"
 
@@ -46,3 +46,29 @@ static inline __attribute__((always_inline)) void matmul_tile_q8(float *xout, co
         for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
     }
 }
+
+// The prefill panels' operations (q8_panels.h): 4 rows a vector, signed times signed (no offset)
+#define PR 4
+typedef int32x4_t vi;
+typedef float32x4_t vp;
+#define vi_load(p) vld1q_s32(p)
+#define vi_set1(v) vdupq_n_s32(v)
+#define vi_sub(a, b) vsubq_s32(a, b)
+#define vi_store(p, v) vst1q_s32(p, v)
+// lane r: its 4 bytes of w times the 4 bytes of x
+static inline int32x4_t vi_dot(int32x4_t acc, int32x4_t x, int32x4_t w) {
+#ifdef __ARM_FEATURE_DOTPROD
+    return vdotq_s32(acc, vreinterpretq_s8_s32(w), vreinterpretq_s8_s32(x));
+#else
+    int8x16_t wb = vreinterpretq_s8_s32(w), xb = vreinterpretq_s8_s32(x);
+    int16x8_t lo = vmull_s8(vget_low_s8(wb), vget_low_s8(xb)), hi = vmull_high_s8(wb, xb);
+    return vaddq_s32(acc, vpaddq_s32(vpaddlq_s16(lo), vpaddlq_s16(hi)));
+#endif
+}
+#define vp_zero() vdupq_n_f32(0.0f)
+#define vp_load(p) vld1q_f32(p)
+#define vp_store(p, v) vst1q_f32(p, v)
+#define vp_scale(ws, x) vmulq_n_f32(ws, x)
+#define vp_fma(i, s, acc) vfmaq_f32(acc, vcvtq_f32_s32(i), s)
+#define Q8_OFFSET 0
+#include "q8_panels.h"

@@ -104,7 +104,7 @@ static void rope_rotate(float *out, const float *x, const float *fcr, const floa
 // ----------------------------------------------------------------------------
 // the activations and KV cache of the forward pass, fp32 in both runners
 
-#define PREFILL_BLOCK 32 // prompt tokens per forward pass (matrix x matrix)
+#define PREFILL_BLOCK 64 // prompt tokens per forward pass (matrix x matrix)
 
 typedef struct {
     // activations for a block of B tokens, one row per token
@@ -117,7 +117,8 @@ typedef struct {
     float *k;      // (B, kv_dim) keys, before RoPE and the cache
     float *v;      // (B, kv_dim) values
     float *att;    // (B, n_heads, seq_len) attention scores
-    float *logits; // (vocab_size,) output logits of the last token
+    float *logits; // (B, vocab_size) output logits: of the last token, or of every token (scoring)
+    float *arena;  // the allocation all of the above are carved from
     float *key_cache;   // (layer, n_kv_heads, seq_len, head_size): a head's keys are one stream
     float *value_cache; // (layer, n_kv_heads, seq_len, head_size)
     size_t key_mapped, value_mapped; // bytes of each cache's 2 MB-page mapping (Linux); 0: calloc'd
@@ -125,26 +126,32 @@ typedef struct {
     float *rope_sin;
 } RunState;
 
+// Carves n floats out of an arena, each array on a 64-byte boundary: the matmul tiles load rows
+// of activations as whole vectors, and one that straddles two cache lines costs two loads.
+static float *carve(float **arena, size_t n) {
+    float *p = *arena;
+    *arena += (n + 15) / 16 * 16;
+    return p;
+}
+
 static void build_state(RunState *s, const Config *p) {
     size_t B = PREFILL_BLOCK, kv_dim = (size_t)p->dim * p->n_kv_heads / p->n_heads;
-    s->x = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->xb2 = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->hb = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->hb2 = xcalloc(B * p->hidden_dim, sizeof(float), "activations");
-    s->q = xcalloc(B * p->dim, sizeof(float), "activations");
-    s->k = xcalloc(B * kv_dim, sizeof(float), "activations");
-    s->v = xcalloc(B * kv_dim, sizeof(float), "activations");
-    s->att = xcalloc(B * p->n_heads * (size_t)p->seq_len, sizeof(float), "attention scores");
-    s->logits = xcalloc(p->vocab_size, sizeof(float), "logits");
+    size_t sizes[] = {B * p->dim, B * p->dim, B * p->dim, B * p->hidden_dim, B * p->hidden_dim, B * p->dim,
+                      B * kv_dim, B * kv_dim, B * p->n_heads * (size_t)p->seq_len, B * p->vocab_size};
+    size_t total = 16; // room to align the start
+    for (int i = 0; i < 10; i++) total += (sizes[i] + 15) / 16 * 16;
+    s->arena = xcalloc(total, sizeof(float), "activations");
+    float *a = s->arena + (16 - (uintptr_t)s->arena / sizeof(float) % 16) % 16;
+    s->x = carve(&a, sizes[0]); s->xb = carve(&a, sizes[1]); s->xb2 = carve(&a, sizes[2]);
+    s->hb = carve(&a, sizes[3]); s->hb2 = carve(&a, sizes[4]); s->q = carve(&a, sizes[5]);
+    s->k = carve(&a, sizes[6]); s->v = carve(&a, sizes[7]); s->att = carve(&a, sizes[8]); s->logits = carve(&a, sizes[9]);
     s->key_cache = alloc_huge((size_t)p->n_layers * p->seq_len * kv_dim, &s->key_mapped, "the KV cache");
     s->value_cache = alloc_huge((size_t)p->n_layers * p->seq_len * kv_dim, &s->value_mapped, "the KV cache");
     build_rope(p, &s->rope_cos, &s->rope_sin);
 }
 
 static void free_state(RunState *s) {
-    free(s->x); free(s->xb); free(s->xb2); free(s->hb); free(s->hb2); free(s->q); free(s->k); free(s->v); free(s->att);
-    free(s->logits); free(s->rope_cos); free(s->rope_sin);
+    free(s->arena); free(s->rope_cos); free(s->rope_sin);
     free_huge(s->key_cache, s->key_mapped);
     free_huge(s->value_cache, s->value_mapped);
 }

@@ -17,19 +17,29 @@ static inline float dot_vf(const float *a, const float *b, int n) {
 #define VF_ROW(w, i, r, n, j, R) ((w) + (size_t)((i) + (r)) * (n) + (j))
 #endif
 
+// Tokens per tile: the R*C accumulators, C activation vectors and a weight vector fit the
+// registers (32 vectors with AVX-512 and NEON, 16 with AVX2 and, once compiled, SIMD128).
+#if VF == 16 || defined(USE_NEON)
+#define TILE_C 6
+#else
+#define TILE_C 3
+#endif
+
 // R rows of W times C rows of x, R*C vector accumulators in registers; each W load serves C
-// tokens and each x load R rows. Every output is summed in the same order whatever the tile, so
-// a token's logits do not depend on the prefill block or the thread count.
+// tokens and each x load R rows. Every output is the same chain of vector FMAs over its row (one
+// accumulator, VF partial sums), the same vf_sum and the same scalar tail whatever the tile, so a
+// token's logits do not depend on the prefill block or the thread count. fetch: bring the rows
+// PREFETCH_ROWS ahead into the cache meanwhile.
 static inline __attribute__((always_inline)) void matmul_tile(float *xout, const float *x, const float *w,
-                                                              int n, int d, int i, int t, int R, int C) {
-    vf acc[4][2];
+                                                              int n, int d, int i, int t, int R, int C, int fetch) {
+    vf acc[4][TILE_C];
     for (int r = 0; r < R; r++) for (int c = 0; c < C; c++) acc[r][c] = vf_zero();
-    int ahead = prefetch_ahead(i, d);
+    int ahead = fetch && prefetch_ahead(i, d);
     int j = 0;
     for (; j + VF <= n; j += VF) {
         // fetch the rows of the tile 4 tiles ahead, 4 * VF floats of it per step (64-byte lines)
         if (ahead) for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + PREFETCH_ROWS) * n + 4 * j + f);
-        vf xv[2];
+        vf xv[TILE_C];
         for (int c = 0; c < C; c++) xv[c] = vf_load(x + (size_t)(t + c) * n + j);
         for (int r = 0; r < R; r++) {
             vf wv = vf_load(VF_ROW(w, i, r, n, j, R));
@@ -45,15 +55,28 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
     }
 }
 
-// run.c's matmul_rows_ref in tiles: 4 rows by 2 tokens, then 1 token; the last rows (< 4) one by one
+// run.c's matmul_rows_ref in tiles: 4 rows by TILE_C tokens, so the 4 rows stay in the L1 cache
+// while the tokens go by (the constant C of each call keeps the tile in registers); the last rows
+// (< 4) one by one. A block reads its rows many times and computes long enough for the hardware
+// prefetcher to bring the next ones: only a generated token fetches ahead (prefetching in blocks
+// slowed prefill).
 static inline void matmul_rows_vf(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
-    int t = 0;
+    int fetch = T == 1;
     if (i + 4 <= d) {
-        for (; t + 2 <= T; t += 2) matmul_tile(xout, x, w, n, d, i, t, 4, 2);
-        if (t < T) matmul_tile(xout, x, w, n, d, i, t, 4, 1);
+        int t = 0;
+        for (; t + TILE_C <= T; t += TILE_C) matmul_tile(xout, x, w, n, d, i, t, 4, TILE_C, fetch);
+        switch (T - t) {
+#if TILE_C > 5
+            case 5: matmul_tile(xout, x, w, n, d, i, t, 4, 5, fetch); break;
+            case 4: matmul_tile(xout, x, w, n, d, i, t, 4, 4, fetch); break;
+            case 3: matmul_tile(xout, x, w, n, d, i, t, 4, 3, fetch); break;
+#endif
+            case 2: matmul_tile(xout, x, w, n, d, i, t, 4, 2, fetch); break;
+            case 1: matmul_tile(xout, x, w, n, d, i, t, 4, 1, fetch); break;
+        }
     } else {
         for (int r = i; r < d; r++)
-            for (t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1);
+            for (int t = 0; t < T; t++) matmul_tile(xout, x, w, n, d, r, t, 1, 1, 0);
     }
 }
 #define matmul_rows matmul_rows_vf

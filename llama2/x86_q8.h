@@ -1,4 +1,4 @@
-// x86_q8.h: the int8 kernels for x86-64: quantize in AVX2, the matmul tile in AVX2 (maddubs), AVX-VNNI or AVX-512 VNNI (dpbusd), beside runq.c's loops.
+// x86_q8.h: the int8 kernels for x86-64: quantize in AVX2, the matmul tile and the prefill panels' operations in AVX2 (maddubs), AVX-VNNI or AVX-512 VNNI (dpbusd), beside runq.c's loops.
 #pragma once
 #include "x86.h"
 
@@ -69,16 +69,17 @@ static inline __m512i dot32x2_i8(__m512i acc, const int8_t *w0, const int8_t *w1
 }
 #endif
 
-// Per group and token the 4 rows' 8-lane sums are added pairwise into one vector (row r's
-// halves in lanes r and r+4), which the end of the tile adds up.
+// Per group and token the 4 rows' 8-lane sums are added up into one int32 per row (exact), and
+// each row's float sum takes one fused multiply-add per group: acc = I * (ws * xs) + acc, in group
+// order. The prefill panels (q8_panels.h) compute exactly this, so blocks and tokens agree to the bit.
 static inline __attribute__((always_inline)) void matmul_tile_q8(float *xout, const int8_t *xq, const float *xs,
                                                                  const int8_t *wi, const float *wsi, int n, int d, int gs,
                                                                  int i, int t, int R, int C) {
     int ahead = prefetch_ahead(i, d);
-    __m256 acc[2];
-    for (int c = 0; c < C; c++) acc[c] = _mm256_setzero_ps();
+    __m128 acc[2];
+    for (int c = 0; c < C; c++) acc[c] = _mm_setzero_ps();
     for (int j = 0, g = 0; j < n; j += gs, g++) {
-        __m256 wscale = _mm256_broadcast_ps((const __m128 *)(wsi + 4 * g)); // rows i..i+3, twice
+        __m128 wscale = _mm_loadu_ps(wsi + 4 * g); // rows i..i+3
         for (int c = 0; c < C; c++) {
             const int8_t *x = xq + (size_t)(t + c) * n;
             __m256i sum[4];
@@ -103,14 +104,66 @@ static inline __attribute__((always_inline)) void matmul_tile_q8(float *xout, co
                 __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
                 for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
             }
-            __m256i rows = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
-            __m256 scale = _mm256_mul_ps(wscale, _mm256_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
-            acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(rows), scale, acc[c]);
+            __m256i halves = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
+            __m128i rows = _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
+            __m128 scale = _mm_mul_ps(wscale, _mm_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
+            acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(rows), scale, acc[c]);
         }
     }
     for (int c = 0; c < C; c++) {
         float out[4];
-        _mm_storeu_ps(out, _mm_add_ps(_mm256_castps256_ps128(acc[c]), _mm256_extractf128_ps(acc[c], 1)));
+        _mm_storeu_ps(out, acc[c]);
         for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] = out[r];
     }
 }
+
+// The prefill panels' operations (q8_panels.h): PR rows a vector of int32 lanes (vi) and of floats (vp)
+#if defined(USE_AVX512) && defined(__AVX512VNNI__)
+#define PR 16
+typedef __m512i vi;
+typedef __m512 vp;
+#define vi_load(p) _mm512_loadu_si512(p)
+#define vi_set1(v) _mm512_set1_epi32(v)
+#define vi_gather(idx, base) _mm512_i32gather_epi32(idx, base, 1)
+#define vi_index(n) _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(n))
+#define vi_sub(a, b) _mm512_sub_epi32(a, b)
+#define vi_dot(acc, x, w) _mm512_dpbusd_epi32(acc, x, w)
+#define vi_store(p, v) _mm512_storeu_si512(p, v)
+#define vp_zero() _mm512_setzero_ps()
+#define vp_load(p) _mm512_loadu_ps(p)
+#define vp_store(p, v) _mm512_storeu_ps(p, v)
+#define vp_scale(ws, x) _mm512_mul_ps(ws, _mm512_set1_ps(x))
+#define vp_fma(i, s, acc) _mm512_fmadd_ps(_mm512_cvtepi32_ps(i), s, acc)
+#define Q8_OFFSET 1 // vpdpbusd wants unsigned activations: x + 128, minus 128 * sum(w) after
+#else
+#define PR 8
+typedef __m256i vi;
+typedef __m256 vp;
+#define vi_load(p) _mm256_loadu_si256((const __m256i *)(p))
+#define vi_set1(v) _mm256_set1_epi32(v)
+#define vi_gather(idx, base) _mm256_i32gather_epi32((const int *)(const void *)(base), idx, 1)
+#define vi_index(n) _mm256_mullo_epi32(_mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7), _mm256_set1_epi32(n))
+#define vi_sub(a, b) _mm256_sub_epi32(a, b)
+#define vi_store(p, v) _mm256_storeu_si256((__m256i *)(p), v)
+#if defined(__AVX512VNNI__) && defined(__AVX512VL__)
+#define vi_dot(acc, x, w) _mm256_dpbusd_epi32(acc, x, w)
+#define Q8_OFFSET 1
+#elif defined(__AVXVNNI__)
+#define vi_dot(acc, x, w) _mm256_dpbusd_avx_epi32(acc, x, w)
+#define Q8_OFFSET 1
+#else
+// without VNNI: |x| times the weights with x's signs, pairs into int16 (no saturation: see
+// dot32_i8), pairs of pairs into int32; the same integers as a dot product of the signed bytes
+static inline __m256i vi_dot(__m256i acc, __m256i x, __m256i w) {
+    __m256i p16 = _mm256_maddubs_epi16(_mm256_abs_epi8(x), _mm256_sign_epi8(w, x));
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(p16, _mm256_set1_epi16(1)));
+}
+#define Q8_OFFSET 0
+#endif
+#define vp_zero() _mm256_setzero_ps()
+#define vp_load(p) _mm256_loadu_ps(p)
+#define vp_store(p, v) _mm256_storeu_ps(p, v)
+#define vp_scale(ws, x) _mm256_mul_ps(ws, _mm256_set1_ps(x))
+#define vp_fma(i, s, acc) _mm256_fmadd_ps(_mm256_cvtepi32_ps(i), s, acc)
+#endif
+#include "q8_panels.h"

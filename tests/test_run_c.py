@@ -413,3 +413,72 @@ def test_make_targets_build_the_fast_kernels():
     for line in lines:
         assert "-Ofast" not in line and "fast-math" not in line and "-O3" in line, line
         assert ("-march=x86-64-v3" if "mingw" in line else "-march=") in line, line
+
+
+def score_line(r):
+    assert r.returncode == 0, r.stderr.decode()
+    m = re.fullmatch(r"(\d+) tokens scored, loss ([0-9.]+) per token, perplexity ([0-9.]+)\n", r.stdout.decode())
+    assert m, r.stdout
+    return int(m.group(1)), float(m.group(2)), float(m.group(3))
+
+
+def test_score_mode_matches_pytorch(trained, sp, sp_model, sp_tok_bin, zh_stories, tmp_path):
+    """-m score gives PyTorch's mean cross-entropy of the text's tokens (sample.py --score, and
+    the definition computed here: windows of seq_len inputs, the context restarted at each), on a
+    text of several windows and several prefill blocks each; the same bits in blocks and token by
+    token and with 2 threads; runq's int8 close to it."""
+    model, paths = trained
+    import sys
+    text = "\n".join(zh_stories[:6]) + "\r\nEnd."
+    path = tmp_path / "story.txt"
+    path.write_bytes(text.encode("utf-8"))
+    ids = [BOS] + sp.encode(text)
+    assert len(ids) > 4 * 64
+    losses = []
+    with torch.no_grad():
+        for w0 in range(0, len(ids) - 1, 64):
+            y = torch.tensor(ids[w0 + 1:w0 + 65])
+            x = torch.tensor(ids[w0:w0 + len(y)])
+            logits = model(x[None], y[None])[0]
+            losses += torch.nn.functional.cross_entropy(logits.double(), y, reduction="none").tolist()
+    want = sum(losses) / len(losses)
+    assert len(losses) == len(ids) - 1
+
+    py = subprocess.run([sys.executable, str(REPO / "sample.py"), f"--checkpoint={paths[0]}",
+                         f"--tokenizer={sp_model}", f"--score={path}"], capture_output=True,
+                        env=dict(os.environ, OMP_NUM_THREADS="1"))
+    n, loss, ppl = score_line(py)
+    assert n == len(ids) - 1 and loss == pytest.approx(want, rel=1e-6)
+    first = run_c(binary("run"), paths[0], sp_tok_bin, "-m", "score", "-f", path)
+    n_c, loss_c, ppl_c = score_line(first)
+    assert n_c == n and loss_c == pytest.approx(want, rel=1e-4) and ppl_c == pytest.approx(np.exp(want), rel=1e-3)
+    for env in ({"LLAMA2_PREFILL_BLOCK": "1"}, {"LLAMA2_PREFILL_BLOCK": "5"}, {"OMP_NUM_THREADS": "2"}):
+        assert run_c(hooked("run"), paths[0], sp_tok_bin, "-m", "score", "-f", path, env=env).stdout == first.stdout
+    # -i gives the same text the same score
+    assert run_c(binary("run"), paths[0], sp_tok_bin, "-m", "score", "-i", text).stdout == first.stdout
+    q = run_c(binary("runq"), paths[2], sp_tok_bin, "-m", "score", "-f", path)
+    n_q, loss_q, _ = score_line(q)
+    print(f"score: fp32 {loss_c:.6f}, int8 {loss_q:.6f} (gap {100 * (loss_q / loss_c - 1):+.3f}%)")
+    assert n_q == n and loss_q == pytest.approx(loss_c, rel=0.02)
+    for env in ({"LLAMA2_PREFILL_BLOCK": "1"}, {"LLAMA2_PREFILL_BLOCK": "5"}, {"OMP_NUM_THREADS": "2"}):
+        assert run_c(hooked("runq"), paths[2], sp_tok_bin, "-m", "score", "-f", path, env=env).stdout == q.stdout
+
+
+def test_score_mode_bad_input(trained, sp_tok_bin, tmp_path):
+    _, paths = trained
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+    nul = tmp_path / "nul.txt"
+    nul.write_bytes(b"abc\0def")
+    cases = [(["-m", "score", "-f", empty], "nothing to score"),
+             (["-m", "score", "-i", ""], "nothing to score"),
+             (["-m", "score", "-f", nul], "NUL byte"),
+             (["-m", "score", "-f", tmp_path / "missing.txt"], "cannot open text file"),
+             (["-m", "score", "-f", tmp_path], "is a folder"),
+             (["-m", "score", "-f", empty, "-i", "x"], "with -i or with -f, not both"),
+             (["-m", "scores", "-i", "x"], "unknown mode")]
+    for exe, v in (("run", 0), ("runq", 2)):
+        for args, msg in cases:
+            r = run_c(binary(exe), paths[v], sp_tok_bin, *args)
+            err = r.stderr.decode()
+            assert r.returncode == 1 and msg in err and err.count("\n") == 1, (args, err)
