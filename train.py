@@ -201,11 +201,19 @@ torch.manual_seed(seed + seed_offset)
 if device_type == "cuda":
     torch.backends.cuda.matmul.allow_tf32 = True  # allow tf32 on matmul
     torch.backends.cudnn.allow_tf32 = True  # allow tf32 on cudnn
-if device_type == "cpu" and dtype != "float32":
-    # CPU bf16 autocast trained 2.4-2.8x slower than float32 on an AVX-512 Xeon without
-    # AVX512_BF16/AMX (the demo and 15M configs, bench/bench_train.py --dtype=bfloat16)
+# Apple GPUs (mps) take the CPU's path: float32 without autocast (mps autocast has no bfloat16 before
+# macOS 14, and the GradScaler is CUDA's), no fused AdamW (model.py asks for it on CUDA only), and no
+# torch.compile, whose generated kernels target CUDA and CPUs
+on_mps = device.startswith("mps")
+if on_mps and compile:
     if master_process:
-        print(f"note: on the CPU training runs in float32 (--dtype={dtype} applies to GPUs)")
+        print("note: --compile=True is ignored on mps (the model runs eagerly)")
+    compile = False
+if device_type == "cpu" and dtype != "float32":
+    # bf16 autocast is slower than float32 on CPUs without AVX512_BF16/AMX (bench/README.md, Training)
+    if master_process:
+        where = "on Apple GPUs (mps)" if on_mps else "on the CPU"
+        print(f"note: {where} training runs in float32 (--dtype={dtype} applies to CUDA GPUs)")
     dtype = "float32"
 ptdtype = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}[dtype]
 # autocast on the GPU only: the CPU path is plain float32 (as the original)

@@ -266,8 +266,9 @@ def expected_tensors(m):
 
 def read_gguf(path):
     import gguf
+    from gguf_fields import field_value
     r = gguf.GGUFReader(str(path))
-    meta = {k: f.contents() for k, f in r.fields.items()}
+    meta = {k: field_value(f) for k, f in r.fields.items()}
     return meta, {t.name: t for t in r.tensors}
 
 

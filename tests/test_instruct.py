@@ -202,7 +202,8 @@ def test_run_runq_sample_and_gguf_give_the_same_story(tmp_path, sp_model):
     assert [int(x) for x in t.stdout.split()] == prompt
     model_export(m, str(tmp_path / "m.gguf"), version="gguf", tokenizer=tok)
     r = gguf.GGUFReader(str(tmp_path / "m.gguf"))
-    template = r.fields["tokenizer.chat_template"].contents()
+    from gguf_fields import field_value
+    template = field_value(r.fields["tokenizer.chat_template"])
     text = jinja2.Environment().from_string(template).render(
         bos_token="<s>", eos_token="</s>", messages=[{"role": "user", "content": instruction}])
     assert text.startswith("<s>") and [1] + sp.encode(text[3:]) == prompt

@@ -66,7 +66,7 @@ def test_sample_bad_inputs(memorized, sp_model, tmp_path):
         ([f"--checkpoint={tmp_path / 'missing.bin'}"], "cannot read model file"),
         ([f"--checkpoint={d / 'model.bin'}", f"--tokenizer={sp_model}", "--top_k=x"], "top_k"),
         ([f"--checkpoint={d / 'model.bin'}", f"--tokenizer={sp_model}", f"--start=FILE:{tmp_path / 'no.txt'}"],
-         "cannot read prompt file"),
+         "cannot read prompt (--start) file"),
         # bytes that are no UTF-8 reach Python as lone surrogates, which sentencepiece refused with a traceback
         ([f"--checkpoint={d / 'model.bin'}", f"--tokenizer={sp_model}", b"--start=\xff\xfe"], "not valid UTF-8"),
         ([f"--checkpoint={d / 'model.bin'}", f"--tokenizer={sp_model}", "--device=cpuu"], "device=cpuu"),
