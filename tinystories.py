@@ -803,22 +803,23 @@ def pretokenize(vocab_size, data_root=DATA_CACHE_DIR, data_dir=None, num_workers
     tasks = [(f, model_path, os.path.join(out_dir, n), threads, use_fast, max_doc_mb) for f, n in zip(files, names)]
     from tqdm import tqdm
     results = []
-    # the bar is closed (its line ended) before an error propagates: older tqdm redraws an open bar
-    # at exit, below the one-line error
-    with tqdm(total=len(tasks), desc="pretokenize", unit="shard") as bar:
-        if workers == 1:
-            for t in tasks:
-                results.append(_encode_file(t))
+
+    def encode_all(map_fn):
+        # the bar is closed (its line ended) before an error propagates: older tqdm redraws an open
+        # bar at exit, below the one-line error
+        with tqdm(total=len(tasks), desc="pretokenize", unit="shard") as bar:
+            for r in map_fn(_encode_file, tasks):
+                results.append(r)
                 bar.update()
-        else:
-            # fork where there is one (Linux): the workers inherit the encoders, and are our children
-            ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
-            with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
-                                     initargs=(os.getpid(),)) as pool:
-                # (map cancels the tasks not started yet when one fails, e.g. on a full disk)
-                for r in pool.map(_encode_file, tasks):
-                    results.append(r)
-                    bar.update()
+
+    if workers == 1:
+        encode_all(map)
+    else:
+        # fork where there is one (Linux): the workers inherit the encoders, and are our children
+        ctx = multiprocessing.get_context("fork" if sys.platform.startswith("linux") else None)
+        with ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_die_with_parent,
+                                 initargs=(os.getpid(),)) as pool:
+            encode_all(pool.map)  # (map cancels the tasks not started yet when one fails, e.g. on a full disk)
     stale = [f for f in glob.glob(os.path.join(out_dir, "*.bin")) if os.path.basename(f) not in set(names)]
     for f in stale if vocab_size else []:  # shards of an earlier run over other files would mix into training
         os.remove(f)
