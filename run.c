@@ -65,7 +65,7 @@ static void memory_map_weights(TransformerWeights *w, const Config *p, const flo
 
 static Transformer *build_transformer(const char *checkpoint_path) {
     Transformer *t = xcalloc(1, sizeof(Transformer), "the model");
-    map_file(&t->file, checkpoint_path, REORDERS_WEIGHTS);
+    map_file(&t->file, checkpoint_path, REORDERS_WEIGHTS, tensors_at);
     Header h;
     read_header(checkpoint_path, t->file.data, t->file.size, &h);
     if (h.version == 2) die("%s is an int8 (version 2) checkpoint: run it with ./runq", checkpoint_path);

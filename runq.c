@@ -135,7 +135,7 @@ static void memory_map_weights(const char *path, TransformerWeights *w, const Co
 
 static Transformer *build_transformer(const char *checkpoint_path) {
     Transformer *t = xcalloc(1, sizeof(Transformer), "the model");
-    map_file(&t->file, checkpoint_path, REORDERS_WEIGHTS);
+    map_file(&t->file, checkpoint_path, REORDERS_WEIGHTS, tensors_at);
     Header h;
     read_header(checkpoint_path, t->file.data, t->file.size, &h);
     if (h.version != 2) die("%s is an fp32 (version %d) checkpoint: run it with ./run", checkpoint_path, h.version);

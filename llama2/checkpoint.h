@@ -25,6 +25,14 @@ typedef struct {
 #define V1_MAGIC 0x616b3432u
 #define MAX_SIZE (1 << 20) // generous bound on any size, so byte counts below cannot overflow
 
+// Where the tensors start, from the file's first 4 bytes: after the 256-byte header of versions 1
+// and 2 (their magic first), else after version 0's 7 ints. map_file aligns the copy by it.
+static size_t tensors_at(const unsigned char *head) {
+    uint32_t magic;
+    memcpy(&magic, head, 4);
+    return magic == V1_MAGIC ? 256 : 28;
+}
+
 static void read_header(const char *path, const unsigned char *data, size_t size, Header *h) {
     memset(h, 0, sizeof(*h));
     int32_t f[7];

@@ -259,6 +259,29 @@ static void test_sampler(void) {
     free_sampler(&s);
 }
 
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+// map_file's copy in 2 MB pages starts the tensors on a 64-byte boundary after either header
+static void test_map_file_aligns_tensors(void) {
+    for (int v = 0; v < 2; v++) {
+        unsigned char bytes[4096];
+        for (size_t i = 0; i < sizeof bytes; i++) bytes[i] = (unsigned char)(i * 7 + v);
+        if (v) { uint32_t magic = V1_MAGIC; memcpy(bytes, &magic, 4); }
+        FILE *f = fopen("aligned.bin", "wb");
+        CHECK(f && fwrite(bytes, 1, sizeof bytes, f) == sizeof bytes && fclose(f) == 0, "cannot write aligned.bin");
+        MappedFile m;
+        map_file(&m, "aligned.bin", 0, tensors_at);
+        CHECK(m.size == sizeof bytes && memcmp(m.data, bytes, sizeof bytes) == 0, "map_file (version %d): not the file's bytes", v);
+        size_t at = tensors_at(m.data);
+        CHECK(at == (v ? 256u : 28u), "tensors_at (version %d) = %zu", v, at);
+        // a plain mapping (no THP) starts on a page, so version 0's tensors sit at +28 there
+        if (huge_pages_on() || v)
+            CHECK((uintptr_t)(m.data + at) % 64 == 0, "map_file (version %d): tensors at %p, not on a 64-byte boundary", v, (void *)(m.data + at));
+        unmap_file(&m);
+    }
+    remove("aligned.bin");
+}
+#endif
+
 int main(void) {
     test_dot_and_attention();
     test_softmax_and_swiglu();
@@ -269,5 +292,8 @@ int main(void) {
     test_printer();
 #endif
     test_sampler();
+#if defined(__linux__) && defined(MADV_HUGEPAGE)
+    test_map_file_aligns_tensors();
+#endif
     return report("test_run");
 }
