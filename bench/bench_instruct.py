@@ -4,6 +4,7 @@ Instruction score of the demo's instruct model: does the story do what the instr
     python3 bench/bench_instruct.py                      # demo/stories_demo_instruct.bin vs demo/stories_demo.bin
     python3 bench/bench_instruct.py --n=40 --seeds=5     # a quick look
     python3 bench/bench_instruct.py --model=out/demo_sft/model.bin --tokenizer=data/demo/tok2048.bin
+    python3 bench/bench_instruct.py --llamacpp=20   # greedy stories of ./run vs llama.cpp on the GGUF
 
 The instructions are derived (instruct.derive, split "heldout") from the sample corpus' validation
 stories, the shard SFT never trains on, and ask only for (hero, word) pairs that no training
@@ -14,6 +15,11 @@ nothing broken: the hero from start to end, every word, the asked-for dialogue o
 and an end of its own (EOS before the context is full). Beside it the fluency proxies of
 bench_demo.py: ends at EOS, mean length, sentences repeating an earlier one. It prints, it does
 not judge.
+
+--llamacpp=N instead compares greedy stories (t = 0) for the first N held-out instructions: ./run
+-m instruct on the model against llama.cpp's llama-completion on its F32 GGUF (export.py), which
+renders the instruction with the GGUF's own tokenizer.chat_template (--jinja, one turn): no
+template is given to llama.cpp here. llama.cpp is built as bench_llamacpp.py builds it.
 """
 
 import argparse
@@ -89,6 +95,33 @@ def score(exe, model, tok, cs, seeds, temperature, plain, show=0):
                 kept={k: 1 - broken[k] / asked[k] for k in asked if asked[k]})
 
 
+def llamacpp_same_story(args, n):
+    """Greedy stories of ./run and of llama.cpp for n held-out instructions; exits 1 on a difference."""
+    import subprocess
+    from pathlib import Path
+    from bench_llamacpp import BUILD, build_llamacpp
+    build_llamacpp()
+    gguf = Path(ROOT) / "bench" / "out" / (Path(args.model).stem + "_f32.gguf")
+    subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), str(gguf), "--version", "gguf", "--bin", args.model,
+                    "--tokenizer", args.tokenizer, "--gguf_type", "f32"], check=True, capture_output=True)
+    same = 0
+    for c in heldout_instructions(n):
+        ours = subprocess.run([args.run, args.model, "-z", args.tokenizer, "-m", "instruct", "-t", "0", "-n", "0",
+                               "-i", c["instruction"]], capture_output=True, text=True, check=True).stdout
+        theirs = subprocess.run([str(BUILD / "bin" / "llama-completion"), "-m", str(gguf), "-cnv", "-st", "--jinja",
+                                 "-p", c["instruction"], "--temp", "0", "-n", "-1", "-t", "1", "--simple-io",
+                                 "--no-display-prompt"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
+                                timeout=120).stdout
+        # llama.cpp prints the first piece's leading space and an end-of-text marker
+        theirs = theirs.strip().removesuffix("[end of text]").strip()
+        ok = ours.strip() == theirs
+        same += ok
+        if not ok:
+            print(f"  differs: [{c['instruction']}]\n    ./run:     {ours.strip()}\n    llama.cpp: {theirs}")
+    print(f"the same greedy story from ./run and llama.cpp (GGUF F32, its chat template): {same}/{n}")
+    sys.exit(0 if same == n else 1)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.strip().split("\n")[0])
     ap.add_argument("--model", default=os.path.join(ROOT, "demo", "stories_demo_instruct.bin"))
@@ -101,6 +134,7 @@ def main():
     ap.add_argument("--seeds", type=int, default=30, help="seeds 1..N for every instruction")
     ap.add_argument("--temperature", type=float, default=0.8)
     ap.add_argument("--show", type=int, default=0, help="print the first N stories of each model")
+    ap.add_argument("--llamacpp", type=int, default=0, help="instead: compare N greedy stories with llama.cpp's")
     args = ap.parse_args()
     models = [("instruct", args.model, args.tokenizer, False)]
     if args.base:
@@ -108,6 +142,8 @@ def main():
     for path in [args.run] + [p for _, m, t, _ in models for p in (m, t)]:
         if not os.path.exists(path):
             sys.exit(f"error: not found: {path}" + (" (make run)" if path == args.run else ""))
+    if args.llamacpp:
+        llamacpp_same_story(args, args.llamacpp)
     cs = heldout_instructions(args.n)
     seeds = range(1, args.seeds + 1)
     print(f"{len(cs)} held-out instructions x seeds 1-{args.seeds}, t={args.temperature}")

@@ -1,6 +1,6 @@
 """run/runq against llama.cpp on the same models: generation tok/s at 1 thread, 256 tokens, greedy.
 llama.cpp is built from the llama-cpp-python sdist on PyPI (its vendor/llama.cpp; cmake,
--DGGML_NATIVE=ON, targets llama-bench and llama-quantize), cached under bench/out/llamacpp/ (the
+-DGGML_NATIVE=ON, targets llama-bench, llama-quantize and llama-completion), cached under bench/out/llamacpp/ (the
 first build takes ~7+ minutes on 2 cores). The bench models of bench_run.py (random weights of
 the zh-15M and zh-110M shapes, vocab 5000) go to GGUF through export.py, F32 for run and Q8_0 for
 runq, and llama.cpp times them with `llama-bench -p 0 -n 256 -t 1`.
@@ -26,10 +26,13 @@ CACHE = OUT / "llamacpp"
 BUILD = CACHE / "build"
 
 
+TARGETS = ["llama-bench", "llama-quantize", "llama-completion"]
+
+
 def build_llamacpp():
-    """llama-bench from the pinned sdist, built once; returns its path."""
+    """llama-bench and the other TARGETS from the pinned sdist, built once; returns llama-bench's path."""
     bench = BUILD / "bin" / "llama-bench"
-    if bench.exists():
+    if all((BUILD / "bin" / t).exists() for t in TARGETS):
         return bench
     CACHE.mkdir(parents=True, exist_ok=True)
     sdist = CACHE / f"llama_cpp_python-{VERSION}.tar.gz"
@@ -41,12 +44,12 @@ def build_llamacpp():
     if not src.exists():
         with tarfile.open(sdist) as tar:
             tar.extractall(CACHE, filter="data")
-    print("building llama.cpp (llama-bench, llama-quantize; several minutes)", flush=True)
+    print(f"building llama.cpp ({', '.join(TARGETS)}; several minutes)", flush=True)
     nice = ["nice", "-n", "10"]
     subprocess.run([*nice, "cmake", "-S", str(src), "-B", str(BUILD), "-DCMAKE_BUILD_TYPE=Release", "-DGGML_NATIVE=ON",
                     "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", "-DLLAMA_BUILD_SERVER=OFF"],
                    check=True, capture_output=True)
-    subprocess.run([*nice, "cmake", "--build", str(BUILD), "-j", "2", "--target", "llama-bench", "llama-quantize"],
+    subprocess.run([*nice, "cmake", "--build", str(BUILD), "-j", "2", "--target", *TARGETS],
                    check=True, capture_output=True)
     return bench
 
