@@ -68,7 +68,11 @@ static inline void matmul_rows_vf(float *xout, const float *x, const float *w, i
         switch (T - t) {
 #if TILE_C > 5
             case 5: matmul_tile(xout, x, w, n, d, i, t, 4, 5, fetch); break;
+#endif
+#if TILE_C > 4
             case 4: matmul_tile(xout, x, w, n, d, i, t, 4, 4, fetch); break;
+#endif
+#if TILE_C > 3
             case 3: matmul_tile(xout, x, w, n, d, i, t, 4, 3, fetch); break;
 #endif
             case 2: matmul_tile(xout, x, w, n, d, i, t, 4, 2, fetch); break;
