@@ -98,20 +98,19 @@ def score(exe, model, tok, cs, seeds, temperature, plain, show=0):
 def llamacpp_same_story(args, n):
     """Greedy stories of ./run and of llama.cpp for n held-out instructions; exits 1 on a difference."""
     import subprocess
-    from pathlib import Path
-    from bench_llamacpp import BUILD, build_llamacpp
+    from bench_llamacpp import BUILD, OUT, build_llamacpp, to_gguf
     build_llamacpp()
-    gguf = Path(ROOT) / "bench" / "out" / (Path(args.model).stem + "_f32.gguf")
-    subprocess.run([sys.executable, os.path.join(ROOT, "export.py"), str(gguf), "--version", "gguf", "--bin", args.model,
-                    "--tokenizer", args.tokenizer, "--gguf_type", "f32"], check=True, capture_output=True)
+    gguf = to_gguf(args.model, args.tokenizer, "f32", OUT)
     same = 0
     for c in heldout_instructions(n):
         ours = subprocess.run([args.run, args.model, "-z", args.tokenizer, "-m", "instruct", "-t", "0", "-n", "0",
                                "-i", c["instruction"]], capture_output=True, text=True, check=True).stdout
-        theirs = subprocess.run([str(BUILD / "bin" / "llama-completion"), "-m", str(gguf), "-cnv", "-st", "--jinja",
-                                 "-p", c["instruction"], "--temp", "0", "-n", "-1", "-t", "1", "--simple-io",
-                                 "--no-display-prompt"], capture_output=True, text=True, stdin=subprocess.DEVNULL,
-                                timeout=120).stdout
+        # stdin stays open until it exits: at the end of its input, conversation mode stops mid-story
+        with subprocess.Popen([str(BUILD / "bin" / "llama-completion"), "-m", str(gguf), "-cnv", "-st", "--jinja",
+                               "-p", c["instruction"], "--temp", "0", "-n", "-1", "-t", "1", "--simple-io",
+                               "--no-display-prompt"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              stderr=subprocess.DEVNULL, text=True) as p:
+            theirs = p.stdout.read()
         # llama.cpp prints the first piece's leading space and an end-of-text marker
         theirs = theirs.strip().removesuffix("[end of text]").strip()
         ok = ours.strip() == theirs

@@ -54,10 +54,12 @@ def build_llamacpp():
     return bench
 
 
-def to_gguf(bin_path, tok, gguf_type):
-    """bench model .bin (v0) -> GGUF of that weight type, with export.py (cached)."""
-    out = bin_path.with_name(f"{bin_path.stem}_{gguf_type}.gguf")
-    if not out.exists():
+def to_gguf(bin_path, tok, gguf_type, out_dir=None):
+    """model .bin (v0) -> GGUF of that weight type in out_dir (default: beside it), with export.py;
+    kept until the .bin is newer."""
+    bin_path = Path(bin_path)
+    out = Path(out_dir or bin_path.parent) / f"{bin_path.stem}_{gguf_type}.gguf"
+    if not out.exists() or out.stat().st_mtime < bin_path.stat().st_mtime:
         subprocess.run([sys.executable, str(REPO / "export.py"), str(out), "--version", "gguf", "--bin", str(bin_path),
                         "--tokenizer", str(tok), "--gguf_type", gguf_type], check=True, capture_output=True)
     return out

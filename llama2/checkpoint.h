@@ -47,7 +47,6 @@ static void read_header(const char *path, const unsigned char *data, size_t size
         if (data[36] > 1) die("%s: bad shared_classifier flag %d (expected 0 or 1)", path, data[36]);
         h->shared_classifier = data[36];
         if (h->version == 2) h->group_size = read_i32(data + 37);
-        h->header_bytes = 256;
     } else {
         if (size < 28) die("%s: truncated header (%zu bytes)", path, size);
         for (int i = 0; i < 7; i++) f[i] = read_i32(data + 4 * i);
@@ -55,8 +54,8 @@ static void read_header(const char *path, const unsigned char *data, size_t size
         // a negative vocab_size marks an unshared classifier in version 0
         h->shared_classifier = f[5] > 0;
         if (f[5] < 0 && f[5] != INT32_MIN) f[5] = -f[5];
-        h->header_bytes = 28;
     }
+    h->header_bytes = tensors_at(data); // the checks above made sure the header's bytes are there
     const char *names[7] = {"dim", "hidden_dim", "n_layers", "n_heads", "n_kv_heads", "vocab_size", "seq_len"};
     for (int i = 0; i < 7; i++) {
         if (f[i] <= 0 || f[i] > MAX_SIZE)

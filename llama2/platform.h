@@ -150,6 +150,13 @@ static unsigned char *map_huge(size_t bytes, size_t *mapped) {
     return p;
 }
 
+static int huge_pages_on(void) { // transparent huge pages, always or where madvise asks
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    char mode[128] = "";
+    if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
+    return strstr(mode, "[always]") || strstr(mode, "[madvise]");
+}
+
 // A generated token reads every weight once, so a model larger than the caches streams from
 // memory, and every 4 KB page of a plain file mapping costs a TLB miss: the file is copied into
 // anonymous memory in 2 MB pages instead (bench/README.md). Returns NULL where that is not
@@ -158,13 +165,6 @@ static unsigned char *map_huge(size_t bytes, size_t *mapped) {
 // body_at(first 4 bytes of the file): where the tensors start. The copy begins that many bytes short
 // of a 64-byte boundary, so that the tensors' rows sit on one: a vector load of a row then never
 // straddles two cache lines (with version 0's 28-byte header, every 64-byte load did).
-static int huge_pages_on(void) { // transparent huge pages, always or where madvise asks
-    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
-    char mode[128] = "";
-    if (f) { if (!fgets(mode, sizeof mode, f)) mode[0] = 0; fclose(f); }
-    return strstr(mode, "[always]") || strstr(mode, "[madvise]");
-}
-
 static unsigned char *load_huge_pages(int fd, const char *path, size_t size, MappedFile *m, int writable,
                                       size_t (*body_at)(const unsigned char *head)) {
     if (no_huge_pages || !huge_pages_on()) return NULL;
