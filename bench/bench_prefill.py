@@ -5,7 +5,9 @@ bench_run.py (random weights of the zh-15M and zh-110M shapes, vocab 5000):
   weights as GGUF (F32 for run, Q8_0 for runq), 1 and 2 threads; each as a share of the peak
   bench/peakflops.c measures right before it (fp32 FMA for run, int8 dot products for runq):
   tok/s * 2 * (the layers' matmul weights) / peak, attention and the classifier not counted;
-- scoring: `-m score` on the same prompt, its time over the prefill's;
+- scoring: `-m score` on the same prompt, its time over the prefill's; and for zh-110M a text of
+  --score-tokens tokens (generated stories) scored in windows of seq_len, its time over the time
+  the same number of tokens takes to prefill in full windows (a prompt of seq_len - 1 tokens);
 - decode at depth 1000 (zh-110M): tokens generated after a 1000-token prompt vs
   `llama-bench -p 0 -n 24 -d 1000`, as a share of bench/memread.c's read bandwidth counting the
   weights and the KV cache a token reads there.
@@ -20,6 +22,7 @@ Not a test: timings depend on the machine and on whatever else runs on it.
 
 import argparse
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -63,6 +66,7 @@ def main():
     ap.add_argument("--models", default="zh-15M,zh-110M")
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--no-llamacpp", action="store_true", help="only our rows and the peak")
+    ap.add_argument("--score-tokens", type=int, default=100000, help="the long text scored with zh-110M (0: none)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     subprocess.run(["make", "-C", str(REPO), "run"], check=True, capture_output=True)
@@ -76,7 +80,8 @@ def main():
     sp = spm.SentencePieceProcessor(model_file=sp_model)
     ids = sp.encode("".join(generate_stories(400, seed=1)))
     prompts = {}
-    for n in list(PROMPT.values()) + [DEPTH]:
+    seq_len = SHAPES["zh-110M"]["max_seq_len"]
+    for n in list(PROMPT.values()) + [DEPTH, seq_len - 1]:
         path = OUT / f"prompt{n}.txt"
         path.write_text(sp.decode(ids[:n - 1]), encoding="utf-8")  # + BOS: n tokens
         prompts[n] = path
@@ -129,6 +134,44 @@ def main():
                 th = statistics.median(theirs) if theirs else float("nan")
                 print(f"| {runner} | {t} | {o:.1f} | {th:.1f} | {o / th:.2f}x | {statistics.median(bws):.1f} "
                       f"| {100 * statistics.median(shares):.0f}% |", flush=True)
+        if args.score_tokens:
+            score_long(paths, tok, sp, seq_len, args.score_tokens, threads, args.runs)
+
+
+def score_long(paths, tok, sp, seq_len, ntokens, threads, runs):
+    """-m score on a text of about ntokens tokens against prefilling full windows of the same text."""
+    from tinystories import generate_stories
+    stories, n = [], 0
+    for s in generate_stories(4 * ntokens // 50, seed=7):  # some 60 tokens a story
+        stories.append(s)
+        n += len(sp.encode(s))
+        if n >= ntokens:
+            break
+    text = OUT / f"text{ntokens}.txt"
+    text.write_text("".join(stories), encoding="utf-8")
+    window = OUT / f"prompt{seq_len - 1}.txt"
+    print()
+    print(f"scoring a long text (zh-110M, windows of {seq_len}), against prefilling the same number of tokens "
+          f"in full windows ({seq_len - 1}-token prompts):")
+    print()
+    print("| runner | threads | tokens | score tok/s | prefill tok/s | score / prefill time | loss |")
+    print("|---|---|---|---|---|---|---|")
+    for runner, v in (("run", 0), ("runq", 2)):
+        for t in threads:
+            scores, prefills = [], []
+            for _ in range(runs):
+                r = subprocess.run([str(REPO / runner), str(paths[v]), "-z", str(tok), "-m", "score", "-f", str(text)],
+                                   capture_output=True, text=True, env=dict(os.environ, OMP_NUM_THREADS=str(t)))
+                if r.returncode != 0:
+                    sys.exit(f"error: {runner} -m score failed: {r.stderr.strip()}")
+                m = re.search(r"score: (\d+) tokens in windows of \d+, ([0-9.]+) tok/s", r.stderr)
+                scored, loss = int(m.group(1)), re.search(r"loss ([0-9.]+)", r.stdout).group(1)
+                scores.append(float(m.group(2)))
+                for _ in range(2):  # a window's prefill is short next to the score: two of them per run
+                    err = run([REPO / runner, paths[v], "-z", tok, "-t", 0, "-n", seq_len, "-f", window], t)
+                    prefills.append(float(re.search(rf"prompt: {seq_len - 1} tokens, ([0-9.]+) tok/s", err).group(1)))
+            s, p = statistics.median(scores), statistics.median(prefills)
+            print(f"| {runner} | {t} | {scored} | {s:.1f} | {p:.1f} | {p / s:.2f} | {loss} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,4 +9,6 @@ typedef float32x4_t vf;
 #define vf_load(p) vld1q_f32(p)
 #define vf_fma(a, b, c) vfmaq_f32(c, a, b)
 #define vf_sum(v) vaddvq_f32(v)
+// vaddvq_f32 adds (l0 + l1) + (l2 + l3): pairwise adds of 4 vectors do the same additions side by side
+#define vf_sum4(out, a, b, c, d) vst1q_f32(out, vpaddq_f32(vpaddq_f32(a, b), vpaddq_f32(c, d)))
 #include "vf.h"

@@ -13,6 +13,14 @@ static inline float dot_vf(const float *a, const float *b, int n) {
 }
 #define dot dot_vf
 
+#ifndef vf_keep // an ISA whose vector FMAs take a memory operand (x86.h) keeps a loaded vector in its register
+#define vf_keep(v) ((void)0)
+#endif
+
+#ifndef vf_sum4 // out[0..3] = vf_sum of a, b, c, d; an ISA file may do the four sums' additions side by side
+#define vf_sum4(out, a, b, c, d) ((out)[0] = vf_sum(a), (out)[1] = vf_sum(b), (out)[2] = vf_sum(c), (out)[3] = vf_sum(d))
+#endif
+
 #ifndef VF_ROW // where row i + r of a tile of R rows holds its floats j..: the file's row order
 #define VF_ROW(w, i, r, n, j, R) ((w) + (size_t)((i) + (r)) * (n) + (j))
 #endif
@@ -41,18 +49,20 @@ static inline __attribute__((always_inline)) void matmul_tile(float *xout, const
         if (ahead) for (int f = 0; f < 4 * VF; f += 16) __builtin_prefetch(w + (size_t)(i + PREFETCH_ROWS) * n + 4 * j + f);
         vf xv[TILE_C];
         for (int c = 0; c < C; c++) xv[c] = vf_load(x + (size_t)(t + c) * n + j);
+        for (int c = 0; c < C; c++) vf_keep(xv[c]);
         for (int r = 0; r < R; r++) {
             vf wv = vf_load(VF_ROW(w, i, r, n, j, R));
             for (int c = 0; c < C; c++) acc[r][c] = vf_fma(wv, xv[c], acc[r][c]);
         }
     }
-    for (int r = 0; r < R; r++) {
-        for (int c = 0; c < C; c++) {
-            float val = vf_sum(acc[r][c]);
-            for (int k = j; k < n; k++) val += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
-            xout[(size_t)(t + c) * d + i + r] = val;
-        }
+    for (int c = 0; c < C; c++) {
+        float *out = xout + (size_t)(t + c) * d + i;
+        if (R == 4) vf_sum4(out, acc[0][c], acc[1][c], acc[2][c], acc[3][c]);
+        else for (int r = 0; r < R; r++) out[r] = vf_sum(acc[r][c]);
     }
+    for (int c = 0; c < C; c++) // the scalar tail after the vector sums, as in dot_vf (a loop of its own: the
+        for (int k = j; k < n; k++) // one above then keeps the accumulators in registers)
+            for (int r = 0; r < R; r++) xout[(size_t)(t + c) * d + i + r] += w[(size_t)(i + r) * n + k] * x[(size_t)(t + c) * n + k];
 }
 
 // run.c's matmul_rows_ref in tiles: 4 rows by TILE_C tokens, so the 4 rows stay in the L1 cache

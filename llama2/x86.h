@@ -13,7 +13,10 @@ static inline float hsum8(__m256 acc) {
     return _mm_cvtss_f32(s);
 }
 
-// the vector operations vf.h's dot and matmul tile are written in
+// the vector operations vf.h's dot and matmul tile are written in. vf_keep: the compiler would
+// fold each of a tile's activation loads into the R FMAs that use it (R loads instead of one, and
+// then the tile waits on loads, not on FMAs); an empty asm that owns the register stops it.
+#define vf_keep(v) __asm__("" : "+v"(v))
 #if defined(USE_AVX512)
 typedef __m512 vf;
 #define VF 16
@@ -23,7 +26,33 @@ typedef __m512 vf;
 static inline float vf_sum(__m512 v) {
     return hsum8(_mm256_add_ps(_mm512_castps512_ps256(v), _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1))));
 }
+// vf_sum of 4 vectors, their sums side by side: the same pairs of lanes added in the same order
+// (lanes i and i+8, then i and i+4, i and i+2, i and i+1), so the same bits, in a few shuffles
+// and one store: a tile's 4 x C sums one by one were scalar chains after a spill of every
+// accumulator to the stack, a large part of a tile over rows of a few hundred floats.
+static inline void vf_sum4_avx512(float *out, __m512 a, __m512 b, __m512 c, __m512 d) {
+    __m512 ab = _mm512_add_ps(_mm512_shuffle_f32x4(a, b, 0x44), _mm512_shuffle_f32x4(a, b, 0xEE)); // a's 8, b's 8
+    __m512 cd = _mm512_add_ps(_mm512_shuffle_f32x4(c, d, 0x44), _mm512_shuffle_f32x4(c, d, 0xEE));
+    __m512 s = _mm512_add_ps(_mm512_shuffle_f32x4(ab, cd, 0x88), _mm512_shuffle_f32x4(ab, cd, 0xDD)); // 4 each
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(1, 0, 3, 2)));
+    s = _mm512_add_ps(s, _mm512_permute_ps(s, _MM_SHUFFLE(2, 3, 0, 1))); // the sums in lanes 0, 4, 8, 12
+    s = _mm512_permutexvar_ps(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s);
+    _mm_storeu_ps(out, _mm512_castps512_ps128(s));
+}
+#define vf_sum4 vf_sum4_avx512
 #else
+// vf_sum (hsum8) of 4 vectors side by side, as the AVX-512 one above: lanes i and i+4, i+2, i+1
+static inline void vf_sum4_avx2(float *out, __m256 a, __m256 b, __m256 c, __m256 d) {
+    __m256 ab = _mm256_add_ps(_mm256_permute2f128_ps(a, b, 0x20), _mm256_permute2f128_ps(a, b, 0x31)); // a's 4, b's 4
+    __m256 cd = _mm256_add_ps(_mm256_permute2f128_ps(c, d, 0x20), _mm256_permute2f128_ps(c, d, 0x31));
+    ab = _mm256_add_ps(ab, _mm256_permute_ps(ab, _MM_SHUFFLE(1, 0, 3, 2)));
+    cd = _mm256_add_ps(cd, _mm256_permute_ps(cd, _MM_SHUFFLE(1, 0, 3, 2)));
+    ab = _mm256_add_ps(ab, _mm256_permute_ps(ab, _MM_SHUFFLE(2, 3, 0, 1))); // a's sum in lane 0, b's in 4
+    cd = _mm256_add_ps(cd, _mm256_permute_ps(cd, _MM_SHUFFLE(2, 3, 0, 1)));
+    __m256 s = _mm256_shuffle_ps(ab, cd, 0); // a a c c | b b d d
+    _mm_storeu_ps(out, _mm_blend_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1), 0xA));
+}
+#define vf_sum4 vf_sum4_avx2
 typedef __m256 vf;
 #define VF 8
 #define vf_zero() _mm256_setzero_ps()

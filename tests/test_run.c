@@ -93,6 +93,14 @@ static void test_matmul(void) {
                 matmul_rows_ref(want, x, w, T, n, d, i);
             }
             CHECK(close_to(got, want, (size_t)T * d, 3e-7f * n, n, 1e-6f), "matmul_rows n=%d d=%d T=%d", n, d, T);
+            // each output has dot()'s bits: the tile sums its rows (vf_sum4) as dot sums one
+            int dots = 1;
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < d; r++) {
+                    float one_dot = dot(w + (size_t)r * n, x + (size_t)t * n, n);
+                    dots &= same_bits(&one_dot, got + (size_t)t * d + r, sizeof(float));
+                }
+            CHECK(dots, "matmul_rows n=%d d=%d T=%d: an output differs from dot()'s bits", n, d, T);
             // the whole matmul, T tokens at once, equals each token alone, with any number of threads
             for (int threads = 1; threads <= 3; threads += 2) {
                 set_threads(threads);
