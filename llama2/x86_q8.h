@@ -69,6 +69,17 @@ static inline __m512i dot32x2_i8(__m512i acc, const int8_t *w0, const int8_t *w1
 }
 #endif
 
+#if defined(USE_AVX512) && defined(__AVX512VNNI__)
+// The 4 rows' sums of s01 (rows 0 and 1, 8 lanes each) and s23: integers, exact in any order, so
+// in the fewest shuffles (two rounds of 128-bit blocks, then within them) rather than hadd's.
+static inline __m128i sum_rows4(__m512i s01, __m512i s23) {
+    __m512i s = _mm512_add_epi32(_mm512_shuffle_i64x2(s01, s23, 0x88), _mm512_shuffle_i64x2(s01, s23, 0xDD)); // 4 lanes a row
+    s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_BADC));
+    s = _mm512_add_epi32(s, _mm512_shuffle_epi32(s, _MM_PERM_CDAB)); // row r's sum in lane 4r
+    return _mm512_castsi512_si128(_mm512_permutexvar_epi32(_mm512_setr_epi32(0, 4, 8, 12, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0), s));
+}
+#endif
+
 // Per group and token the 4 rows' 8-lane sums are added up into one int32 per row (exact), and
 // each row's float sum takes one fused multiply-add per group: acc = I * (ws * xs) + acc, in group
 // order. The prefill panels (q8_panels.h) compute exactly this, so blocks and tokens agree to the bit.
@@ -82,8 +93,7 @@ static inline __attribute__((always_inline)) void matmul_tile_q8(float *xout, co
         __m128 wscale = _mm_loadu_ps(wsi + 4 * g); // rows i..i+3
         for (int c = 0; c < C; c++) {
             const int8_t *x = xq + (size_t)(t + c) * n;
-            __m256i sum[4];
-            for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
+            __m128i rows; // the group's 4 integer sums, one per row
 #if defined(USE_AVX512) && defined(__AVX512VNNI__)
             if (R == 4) { // rows 0 and 1 in one vector, 2 and 3 in another
                 __m512i s01 = _mm512_setzero_si512(), s23 = _mm512_setzero_si512();
@@ -94,18 +104,21 @@ static inline __attribute__((always_inline)) void matmul_tile_q8(float *xout, co
                     s01 = dot32x2_i8(s01, wi + k, wi + n + k, xv, xa);
                     s23 = dot32x2_i8(s23, wi + 2 * (size_t)n + k, wi + 3 * (size_t)n + k, xv, xa);
                 }
-                sum[0] = _mm512_castsi512_si256(s01); sum[1] = _mm512_extracti64x4_epi64(s01, 1);
-                sum[2] = _mm512_castsi512_si256(s23); sum[3] = _mm512_extracti64x4_epi64(s23, 1);
+                rows = sum_rows4(s01, s23);
             } else
 #endif
-            for (int k = j; k < j + gs; k += 32) {
-                // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
-                if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k), __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k + 64);
-                __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
-                for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
+            {
+                __m256i sum[4];
+                for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_si256();
+                for (int k = j; k < j + gs; k += 32) {
+                    // fetch the tile 4 tiles ahead (4*gs bytes per group): short rows defeat the hardware prefetcher
+                    if (c == 0 && ahead) __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k), __builtin_prefetch(wi + PREFETCH_ROWS * (size_t)n + 4 * k + 64);
+                    __m256i xv = _mm256_loadu_si256((const __m256i *)(x + k)), xa = _mm256_abs_epi8(xv);
+                    for (int r = 0; r < R; r++) sum[r] = dot32_i8(sum[r], wi + (size_t)r * n + k, xv, xa);
+                }
+                __m256i halves = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
+                rows = _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
             }
-            __m256i halves = _mm256_hadd_epi32(_mm256_hadd_epi32(sum[0], sum[1]), _mm256_hadd_epi32(sum[2], sum[3]));
-            __m128i rows = _mm_add_epi32(_mm256_castsi256_si128(halves), _mm256_extracti128_si256(halves, 1));
             __m128 scale = _mm_mul_ps(wscale, _mm_set1_ps(xs[(size_t)(t + c) * (n / gs) + g]));
             acc[c] = _mm_fmadd_ps(_mm_cvtepi32_ps(rows), scale, acc[c]);
         }
