@@ -164,7 +164,22 @@ static void attention_head(float *out, const float *q, const float *key_cache, c
     int kv_mul = p->n_heads / p->n_kv_heads; // query heads per key/value head (multiquery)
     size_t head_cache = (size_t)p->seq_len * head_size; // floats per head in a layer's cache
     const float *kh = key_cache + (h / kv_mul) * head_cache, *vh = value_cache + (h / kv_mul) * head_cache;
-    for (int t = 0; t < T; t++) {
+    int t = 0;
+#ifdef attention_scores4 // 4 tokens at once where the ISA has it: the same numbers (x86.h)
+    for (; t + 4 <= T; t += 4) {
+        const float *qs[4];
+        float *atts[4], *outs[4];
+        for (int i = 0; i < 4; i++) {
+            qs[i] = q + (size_t)(t + i) * dim + h * head_size;
+            atts[i] = att_buf + ((size_t)(t + i) * p->n_heads + h) * p->seq_len;
+            outs[i] = out + (size_t)(t + i) * dim + h * head_size;
+        }
+        attention_scores4(atts, qs, kh, head_size, pos + t + 1, head_size);
+        for (int i = 0; i < 4; i++) attention_softmax(atts[i], pos + t + i + 1);
+        mix_values4(outs, atts, vh, head_size, pos + t + 1, head_size);
+    }
+#endif
+    for (; t < T; t++) {
         const float *qh = q + (size_t)t * dim + h * head_size;
         float *att = att_buf + ((size_t)t * p->n_heads + h) * p->seq_len;
         int last = pos + t; // token t sees positions 0..pos+t

@@ -45,6 +45,14 @@ static void panel_pack(Panel *p, const int8_t *wi, const float *wsi, int n, int 
     }
 }
 
+#ifndef vi_bcast4 // 4 bytes of a token in every lane, each + 128 as unsigned where Q8_OFFSET
+static inline vi vi_bcast4(const int8_t *p) {
+    int32_t x4;
+    memcpy(&x4, p, 4);
+    return vi_set1(Q8_OFFSET ? x4 ^ (int32_t)0x80808080u : x4);
+}
+#endif
+
 // The panel's rows i.. for the C tokens t..t+C-1
 static inline __attribute__((always_inline)) void panel_tokens(float *xout, const int8_t *xq, const float *xs, const Panel *p,
                                                                int n, int d, int gs, int i, int t, int C) {
@@ -56,14 +64,7 @@ static inline __attribute__((always_inline)) void panel_tokens(float *xout, cons
         for (int c = 0; c < C; c++) sum[c] = b;
         for (int k = g * gs; k < (g + 1) * gs; k += 4) {
             vi wv = vi_load(p->pw + (size_t)k / 4 * PR);
-            for (int c = 0; c < C; c++) {
-                int32_t x4;
-                memcpy(&x4, xq + (size_t)(t + c) * n + k, 4);
-#if Q8_OFFSET
-                x4 ^= (int32_t)0x80808080u; // each byte + 128, as unsigned
-#endif
-                sum[c] = vi_dot(sum[c], vi_set1(x4), wv);
-            }
+            for (int c = 0; c < C; c++) sum[c] = vi_dot(sum[c], vi_bcast4(xq + (size_t)(t + c) * n + k), wv);
         }
         vp ws = vp_load(p->ws + (size_t)g * PR);
         for (int c = 0; c < C; c++) acc[c] = vp_fma(sum[c], vp_scale(ws, xs[(size_t)(t + c) * ng + g]), acc[c]);

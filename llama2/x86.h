@@ -173,6 +173,76 @@ static inline void mix_values_avx2(float *out, const float *att, const float *v,
 }
 #define mix_values mix_values_avx2
 
+// Prefill's attention, 4 queries of a head at consecutive positions at once (query i sees npos + i
+// keys): a block of tokens otherwise reads a head's keys and values once per token. Each output
+// is computed as attention_scores_avx2 / mix_values_avx2 compute it for that query alone, so a
+// token's logits stay those of token-by-token decoding.
+
+// attention_scores_avx2 for the 4: the keys all four sum in blocks of 8 (below npos / 8 * 8),
+// 2 keys x 4 queries at a time through the same transpose-and-add (the same tree for every
+// sum); the other keys query by query.
+static inline void attention_scores4_avx2(float *const att[4], const float *const q[4], const float *k, size_t stride,
+                                          int npos, int n) {
+    float sqrt_n = sqrtf((float)n);
+    int shared = n % 8 == 0 ? npos / 8 * 8 : 0;
+    for (int j = 0; j < shared; j += 2) {
+        if (j + ATTN_PREFETCH + 2 <= npos)
+            for (size_t f = 0; f < 2 * stride; f += 16) __builtin_prefetch(k + (j + ATTN_PREFETCH) * stride + f);
+        __m256 acc[8]; // query i's sums for keys j and j + 1 in acc[2i], acc[2i + 1]
+        for (int a = 0; a < 8; a++) acc[a] = _mm256_setzero_ps();
+        for (int c = 0; c < n; c += 8) {
+            __m256 k0 = _mm256_loadu_ps(k + j * stride + c), k1 = _mm256_loadu_ps(k + (j + 1) * stride + c);
+            for (int i = 0; i < 4; i++) {
+                __m256 qv = _mm256_loadu_ps(q[i] + c);
+                acc[2 * i] = _mm256_fmadd_ps(qv, k0, acc[2 * i]);
+                acc[2 * i + 1] = _mm256_fmadd_ps(qv, k1, acc[2 * i + 1]);
+            }
+        }
+        __m256 s0 = _mm256_hadd_ps(_mm256_hadd_ps(acc[0], acc[1]), _mm256_hadd_ps(acc[2], acc[3]));
+        __m256 s1 = _mm256_hadd_ps(_mm256_hadd_ps(acc[4], acc[5]), _mm256_hadd_ps(acc[6], acc[7]));
+        __m256 s = _mm256_add_ps(_mm256_permute2f128_ps(s0, s1, 0x20), _mm256_permute2f128_ps(s0, s1, 0x31));
+        float sums[8];
+        _mm256_storeu_ps(sums, _mm256_div_ps(s, _mm256_set1_ps(sqrt_n)));
+        for (int i = 0; i < 4; i++) att[i][j] = sums[2 * i], att[i][j + 1] = sums[2 * i + 1];
+    }
+    for (int i = 0; i < 4; i++) attention_scores_avx2(att[i] + shared, q[i], k + shared * stride, stride, npos + i - shared, n);
+}
+#define attention_scores4 attention_scores4_avx2
+
+// mix_values_avx2 for the 4: 16 columns of each in registers over the npos positions all four
+// mix, then each query's own last positions, every column one chain of FMAs in position order.
+static inline void mix_values4_avx2(float *const out[4], float *const att[4], const float *v, size_t stride,
+                                    int npos, int n) {
+    if (n % 16 != 0) {
+        for (int i = 0; i < 4; i++) mix_values_avx2(out[i], att[i], v, stride, npos + i, n);
+        return;
+    }
+    for (int c = 0; c < n; c += 16) {
+        __m256 acc[4][2];
+        for (int i = 0; i < 4; i++) acc[i][0] = acc[i][1] = _mm256_setzero_ps();
+        for (int j = 0; j < npos; j++) {
+            if (j + ATTN_PREFETCH < npos) __builtin_prefetch(v + (j + ATTN_PREFETCH) * stride + c);
+            __m256 v0 = _mm256_loadu_ps(v + j * stride + c), v1 = _mm256_loadu_ps(v + j * stride + c + 8);
+            for (int i = 0; i < 4; i++) {
+                __m256 a = _mm256_set1_ps(att[i][j]);
+                acc[i][0] = _mm256_fmadd_ps(a, v0, acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(a, v1, acc[i][1]);
+            }
+        }
+        for (int i = 1; i < 4; i++)
+            for (int j = npos; j < npos + i; j++) {
+                __m256 a = _mm256_set1_ps(att[i][j]);
+                acc[i][0] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + j * stride + c), acc[i][0]);
+                acc[i][1] = _mm256_fmadd_ps(a, _mm256_loadu_ps(v + j * stride + c + 8), acc[i][1]);
+            }
+        for (int i = 0; i < 4; i++) {
+            _mm256_storeu_ps(out[i] + c, acc[i][0]);
+            _mm256_storeu_ps(out[i] + c + 8, acc[i][1]);
+        }
+    }
+}
+#define mix_values4 mix_values4_avx2
+
 // silu(val) * val2 for 8 values
 static inline __m256 swiglu8(__m256 val, __m256 val2) {
     __m256 one = _mm256_set1_ps(1.0f);

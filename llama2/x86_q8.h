@@ -38,6 +38,8 @@ static inline void quantize_avx2(int8_t *q, float *s, const float *x, int T, int
 }
 #define quantize quantize_avx2
 
+static inline int32_t load_i32(const int8_t *p) { int32_t v; memcpy(&v, p, 4); return v; }
+
 #define Q8_STEP 32 // bytes of a row per step: group sizes must be a multiple
 #define Q8_PARTIAL_TILES 1 // the tile takes R < 4 rows too
 
@@ -141,6 +143,8 @@ typedef __m512 vp;
 #define vi_index(n) _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15), _mm512_set1_epi32(n))
 #define vi_sub(a, b) _mm512_sub_epi32(a, b)
 #define vi_dot(acc, x, w) _mm512_dpbusd_epi32(acc, x, w)
+// a broadcast load and a vector xor: the scalar xor would take each 4 bytes through a general register
+#define vi_bcast4(p) _mm512_xor_si512(_mm512_set1_epi32(load_i32(p)), _mm512_set1_epi32((int)0x80808080u))
 #define vi_store(p, v) _mm512_storeu_si512(p, v)
 #define vp_zero() _mm512_setzero_ps()
 #define vp_load(p) _mm512_loadu_ps(p)

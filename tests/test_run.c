@@ -37,6 +37,35 @@ static void test_dot_and_attention(void) {
             CHECK(same_bits(out, want_out, n * sizeof(float)), "mix_values (wasm) n=%d npos=%d: not the loop's bits", n, npos);
 #endif
             CHECK(close_to(out, want_out, n, 3e-7f * npos, npos, 1e-6f), "mix_values n=%d npos=%d", n, npos);
+#ifdef attention_scores4 // 4 queries at consecutive positions at once: each query's bits alone
+            if (npos >= 4) {
+                const float *qs[4];
+                float *atts[4], *outs[4], alone[4][300];
+                for (int i = 0; i < 4; i++) {
+                    qs[i] = random_floats(n, 1);
+                    atts[i] = random_floats(npos + 3, 1);
+                    outs[i] = random_floats(n, 1);
+                }
+                float *k4 = random_floats((npos + 3) * stride, 1), *v4 = random_floats((npos + 3) * stride, 1);
+                attention_scores4(atts, qs, k4, stride, npos, n);
+                int same = 1;
+                for (int i = 0; i < 4; i++) {
+                    attention_scores(alone[i], qs[i], k4, stride, npos + i, n);
+                    same &= same_bits(alone[i], atts[i], (npos + i) * sizeof(float));
+                    attention_softmax(atts[i], npos + i);
+                }
+                CHECK(same, "attention_scores4 n=%d npos=%d: a query's scores differ from its own", n, npos);
+                mix_values4(outs, atts, v4, stride, npos, n);
+                same = 1;
+                for (int i = 0; i < 4; i++) {
+                    mix_values(alone[i], atts[i], v4, stride, npos + i, n);
+                    same &= same_bits(alone[i], outs[i], n * sizeof(float));
+                }
+                CHECK(same, "mix_values4 n=%d npos=%d: a query's mix differs from its own", n, npos);
+                for (int i = 0; i < 4; i++) free((void *)qs[i]), free(atts[i]), free(outs[i]);
+                free(k4); free(v4);
+            }
+#endif
             free(k); free(att); free(want_att); free(v); free(out); free(want_out);
         }
         float *o = random_floats(n, 1), *w = random_floats(n, 1), *want_o = random_floats(n, 1);
