@@ -141,11 +141,10 @@ static void chat(const Model *m, const Tokenizer *tok, Sampler *sampler, const c
 // The cross-entropy of target under logits (nats): log-sum-exp minus the target's logit, the sum
 // in double. Each term in float (expf is good to an ulp): scoring takes vocab_size of them for
 // every token, and exp in double is slower.
-static double token_loss(const float *logits, int n, int target, int pos) {
+static double token_loss(const float *logits, int n, int target) {
     float max_val = logits[0];
     for (int i = 0; i < n; i++) {
-        if (!is_finite_bits(logits[i]))
-            die("the model produced non-finite logits at position %d (NaN or inf weights in the model file?)", pos);
+        if (!is_finite_bits(logits[i])) return NAN; // reported by the caller, outside the threads
         if (logits[i] > max_val) max_val = logits[i];
     }
     double sum = 0.0;
@@ -163,15 +162,25 @@ static void score(const Model *m, const Tokenizer *tok, const char *text) {
     int n = encode(tok, text, 1, 0, tokens);
     if (n < 2) die("nothing to score: the text is empty");
     int S = m->config->seq_len, V = m->config->vocab_size, block = m->prefill_block;
-    double total = 0.0, t0 = time_in_s();
+    double total = 0.0, t0 = time_in_s(), *losses = xcalloc(block, sizeof(double), "the text");
     for (int w0 = 0; w0 + 1 < n; w0 += S) {
         int len = n - 1 - w0 < S ? n - 1 - w0 : S; // inputs w0..w0+len-1, targets one further
         for (int p = 0; p < len; p += block) {
             int T = len - p < block ? len - p : block;
             const float *logits = m->forward_all(m->t, tokens + w0 + p, T, p);
-            for (int t = 0; t < T; t++) total += token_loss(logits + (size_t)t * V, V, tokens[w0 + p + t + 1], p + t);
+            // the block's losses shared by the threads (one alone would leave the others idle),
+            // then added up in token order, so the total does not depend on the thread count
+            int t;
+            #pragma omp parallel for schedule(static) if (T > 1)
+            for (t = 0; t < T; t++) losses[t] = token_loss(logits + (size_t)t * V, V, tokens[w0 + p + t + 1]);
+            for (t = 0; t < T; t++) {
+                if (!is_finite_bits((float)losses[t])) // NaN from token_loss
+                    die("the model produced non-finite logits at position %d (NaN or inf weights in the model file?)", p + t);
+                total += losses[t];
+            }
         }
     }
+    free(losses);
     double secs = time_in_s() - t0, loss = total / (n - 1);
     printf("%d tokens scored, loss %.6f per token, perplexity %.4f\n", n - 1, loss, exp(loss));
     check_stdout();

@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cbuild import build, export, random_model
+from cbuild import binary, build, export, random_model
 from export import read_bin_header  # cbuild put the repo on sys.path
 
 VOCAB = 512
@@ -356,14 +356,19 @@ def test_non_finite_weights_stop_with_one_line(san, models, sp_tok_bin, tmp_path
             b[off + 4 * k:off + 4 * k + 4] = struct.pack("<f", float("nan"))
         mp = tmp_path / f"nan{v}.bin"
         mp.write_bytes(bytes(b))
-        for t in ("0", "1"):
-            r = run_c_san(san["runq" if v == 2 else "run"], mp, sp_tok_bin, "-t", t, "-n", "8")
+        # scoring too: its losses are taken by all threads, the error must still be one line
+        for args in (["-t", "0", "-n", "8"], ["-t", "1", "-n", "8"], ["-t", "2", "-m", "score", "-i", "从前有一只小猫。"]):
+            r = run_c_san(san["runq" if v == 2 else "run"], mp, sp_tok_bin, *args)
             err = r.stderr.decode()
             assert r.returncode == 1 and err.count("\n") == 1, err
             if v == 2:  # runq checks its scales and norms at load: int8 activations would hide a NaN
                 assert "the model has a NaN or inf int8 scale" in err, err
             else:
                 assert err.startswith("error: the model produced non-finite logits at position "), err
+        if v < 2:  # and the OpenMP build (the sanitized one has no threads), 2 threads taking the losses
+            r = run_c_san(binary("run"), mp, sp_tok_bin, "-t", "2", "-m", "score", "-i", "从前有一只小猫。" * 40)
+            assert r.returncode == 1 and r.stderr.startswith(b"error: the model produced non-finite logits at position 0"), r.stderr
+            assert r.stderr.count(b"\n") == 1, r.stderr
 
 
 def test_seed_and_steps_are_strict_integers(san, models, sp_tok_bin, tmp_path):
