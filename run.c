@@ -30,12 +30,20 @@ typedef struct {
     const float *wcls;                  // (vocab_size, dim), the embedding if shared
 } TransformerWeights;
 
+// Rows a multiple of 4 KB apart (n = 1024, 2048, ...) all start in the same set of the L1 cache,
+// which holds 8 lines a set: a tile's 6 rows of x and 4 of W then evict each other at every step
+// (zh-110M's w2, n = 2048; bench/README.md). A block's x is copied into pad with XPAD more floats
+// a row, which spreads its rows over the sets; the sums are the same.
+#define XPAD 16
+static int spread(int n) { return n % 1024 == 0; }
+
 struct Transformer {
     Config config;
     TransformerWeights weights;
     RunState state;
     MappedFile file;
     float *cls_copy;  // a shared classifier's own copy, where the kernels reorder the weights (REORDERS_WEIGHTS)
+    float *pad;       // a block's matmul input with its rows spread apart (matmul), or NULL
 };
 
 static void memory_map_weights(TransformerWeights *w, const Config *p, const float *ptr, int version, int shared) {
@@ -91,6 +99,9 @@ static Transformer *build_transformer(const char *checkpoint_path) {
         reorder_f32(w->wcls, 1, V, dim);
     }
     build_state(&t->state, &t->config);
+    int n = spread(t->config.hidden_dim) ? t->config.hidden_dim : 0;
+    if (spread(t->config.dim) && t->config.dim > n) n = t->config.dim;
+    if (n) t->pad = xcalloc((size_t)PREFILL_BLOCK * (n + XPAD), sizeof(float), "the activations");
     return t;
 }
 
@@ -98,28 +109,35 @@ static void free_transformer(Transformer *t) {
     unmap_file(&t->file);
     free_state(&t->state);
     free(t->cls_copy);
+    free(t->pad);
     free(t);
 }
 
 // ----------------------------------------------------------------------------
 // the matmul: the reference loop; simd.h's matmul_rows is the ISA's tile (vf.h) where there is one
 
-// Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once per block.
-static inline void matmul_rows_ref(float *xout, const float *x, const float *w, int T, int n, int d, int i) {
+// Rows i..i+3 of xout (T,d) = x (T,n) @ W (d,n)^T: T tokens at once, so W streams from memory once
+// per block. x's rows are xs floats apart.
+static inline void matmul_rows_ref(float *xout, const float *x, size_t xs, const float *w, int T, int n, int d, int i) {
     for (int r = i; r < d && r < i + 4; r++)
-        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot_ref(w + (size_t)r * n, x + (size_t)t * n, n);
+        for (int t = 0; t < T; t++) xout[(size_t)t * d + r] = dot_ref(w + (size_t)r * n, x + (size_t)t * xs, n);
 }
 
-typedef struct { float *xout; const float *x, *w; int T, n, d; } Matmul;
+typedef struct { float *xout; const float *x, *w; size_t xs; int T, n, d; } Matmul;
 
 static void matmul_tile4(void *ctx, int k) {
     const Matmul *m = ctx;
-    matmul_rows(m->xout, m->x, m->w, m->T, m->n, m->d, 4 * k);
+    matmul_rows(m->xout, m->x, m->xs, m->w, m->T, m->n, m->d, 4 * k);
 }
 
-// xout (T,d) = x (T,n) @ W (d,n)^T, 4 rows at a time, the threads sharing them
-static void matmul(float *xout, const float *x, const float *w, int T, int n, int d) {
-    Matmul m = {xout, x, w, T, n, d};
+// xout (T,d) = x (T,n) @ W (d,n)^T, 4 rows at a time, the threads sharing them. pad: room for T
+// rows of n + XPAD floats where spread(n).
+static void matmul(float *xout, const float *x, const float *w, int T, int n, int d, float *pad) {
+    Matmul m = {xout, x, w, n, T, n, d};
+    if (T > 1 && spread(n)) {
+        for (int t = 0; t < T; t++) memcpy(pad + (size_t)t * (n + XPAD), x + (size_t)t * n, n * sizeof(float));
+        m.x = pad, m.xs = n + XPAD;
+    }
     for_each_tile((d + 3) / 4, matmul_tile4, &m);
 }
 
@@ -130,6 +148,7 @@ static float *forward_rows(Transformer *transformer, const int *tokens, int T, i
     const Config *p = &transformer->config;
     const TransformerWeights *w = &transformer->weights;
     RunState *s = &transformer->state;
+    float *pad = transformer->pad;
     int dim = p->dim, hidden_dim = p->hidden_dim;
     int kv_dim = (p->dim * p->n_kv_heads) / p->n_heads;
 
@@ -140,23 +159,23 @@ static float *forward_rows(Transformer *transformer, const int *tokens, int T, i
         rmsnorm_rows(s->xb, s->x, w->rms_att_weight + (size_t)l * dim, T, dim);
 
         // qkv matmuls
-        matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, T, dim, dim);
-        matmul(s->k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim);
-        matmul(s->v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim);
+        matmul(s->q, s->xb, w->wq + (size_t)l * dim * dim, T, dim, dim, pad);
+        matmul(s->k, s->xb, w->wk + (size_t)l * dim * kv_dim, T, dim, kv_dim, pad);
+        matmul(s->v, s->xb, w->wv + (size_t)l * dim * kv_dim, T, dim, kv_dim, pad);
 
         // RoPE and multihead causal attention
         attention(s->xb, s->q, s->k, s->v, s->key_cache + loff, s->value_cache + loff, s->att, s->rope_cos, s->rope_sin, p, T, pos);
 
         // output projection and residual
-        matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, T, dim, dim);
+        matmul(s->xb2, s->xb, w->wo + (size_t)l * dim * dim, T, dim, dim, pad);
         residual(s->x, s->xb2, (size_t)T * dim);
 
         // ffn: w2(silu(w1(x)) * w3(x))
         rmsnorm_rows(s->xb, s->x, w->rms_ffn_weight + (size_t)l * dim, T, dim);
-        matmul(s->hb, s->xb, w->w1 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
-        matmul(s->hb2, s->xb, w->w3 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim);
+        matmul(s->hb, s->xb, w->w1 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim, pad);
+        matmul(s->hb2, s->xb, w->w3 + (size_t)l * dim * hidden_dim, T, dim, hidden_dim, pad);
         swiglu(s->hb, s->hb2, (size_t)T * hidden_dim);
-        matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden_dim, T, hidden_dim, dim);
+        matmul(s->xb, s->hb, w->w2 + (size_t)l * dim * hidden_dim, T, hidden_dim, dim, pad);
         residual(s->x, s->xb, (size_t)T * dim);
     }
 
@@ -164,7 +183,7 @@ static float *forward_rows(Transformer *transformer, const int *tokens, int T, i
     int nl = all_logits ? T : 1;
     float *x = s->x + (size_t)(T - nl) * dim;
     rmsnorm_rows(x, x, w->rms_final_weight, nl, dim);
-    matmul(s->logits, x, w->wcls, nl, dim, p->vocab_size);
+    matmul(s->logits, x, w->wcls, nl, dim, p->vocab_size, pad);
     return s->logits;
 }
 

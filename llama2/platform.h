@@ -244,14 +244,18 @@ static void unmap_file(MappedFile *m) {
 }
 
 // n floats of zeroed memory read at every token (the KV cache): in 2 MB pages where Linux has
-// them. *mapped: the bytes to munmap, 0 when calloc'd.
+// them. *mapped: the bytes to munmap, 0 when calloc'd. Written once here, at load, as llama.cpp
+// clears its cache: each page's first touch (a fault, the kernel zeroing it) otherwise lands in
+// the first prompt's attention and made its speed vary from run to run (bench/README.md).
 static float *alloc_huge(size_t n, size_t *mapped, const char *what) {
     *mapped = 0;
+    float *p = NULL;
 #if defined(__linux__) && defined(MADV_HUGEPAGE)
-    float *p = n <= SIZE_MAX / sizeof(float) ? (float *)(void *)map_huge(n * sizeof(float), mapped) : NULL;
-    if (p) return p;
+    p = n <= SIZE_MAX / sizeof(float) ? (float *)(void *)map_huge(n * sizeof(float), mapped) : NULL;
 #endif
-    return xcalloc(n, sizeof(float), what);
+    if (!p) p = xcalloc(n, sizeof(float), what);
+    memset(p, 0, n * sizeof(float));
+    return p;
 }
 
 static void free_huge(float *p, size_t mapped) {

@@ -116,10 +116,16 @@ static inline __m256i first_lanes(int k) {
 
 // softmax with 8 exponentials at a time
 static inline void attention_softmax_avx2(float *x, int size) {
-    float max_val = x[0];
-    for (int i = 1; i < size; i++) if (x[i] > max_val) max_val = x[i];
-    __m256 sum = _mm256_setzero_ps(), mv = _mm256_set1_ps(max_val);
+    __m256 mv = _mm256_set1_ps(x[0]); // the max, 8 lanes at a time (a max is exact in any order)
     int i = 0;
+    for (; i + 8 <= size; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(mv), _mm256_extractf128_ps(mv, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    float max_val = _mm_cvtss_f32(_mm_max_ss(m4, _mm_movehdup_ps(m4)));
+    for (; i < size; i++) if (x[i] > max_val) max_val = x[i];
+    __m256 sum = _mm256_setzero_ps();
+    mv = _mm256_set1_ps(max_val);
+    i = 0;
     for (; i + 8 <= size; i += 8) {
         __m256 e = exp8(_mm256_sub_ps(_mm256_loadu_ps(x + i), mv));
         _mm256_storeu_ps(x + i, e);

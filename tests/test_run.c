@@ -108,7 +108,7 @@ static void set_threads(int n) {
 }
 
 static void test_matmul(void) {
-    static const int ns[] = {1, 3, 4, 8, 12, 16, 17, 32, 36, 90, 96}, ds[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 37};
+    static const int ns[] = {1, 3, 4, 8, 12, 16, 17, 32, 36, 90, 96, 1024}, ds[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 16, 37};
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++)
         for (size_t b = 0; b < sizeof ds / sizeof *ds; b++) {
             int n = ns[a], d = ds[b], T = 1 + (int)(a + b) % 5;
@@ -117,9 +117,10 @@ static void test_matmul(void) {
             memcpy(wt, w, (size_t)d * n * sizeof(float));
             reorder_f32(wt, 1, d, n);
             float *got = random_floats((size_t)T * d, 1), *want = random_floats((size_t)T * d, 1), *one = random_floats(d, 1);
+            float *pad = random_floats((size_t)T * (n + XPAD), 1); // matmul copies x here where spread(n)
             for (int i = 0; i < d; i += 4) {
-                matmul_rows(got, x, wt, T, n, d, i);
-                matmul_rows_ref(want, x, w, T, n, d, i);
+                matmul_rows(got, x, n, wt, T, n, d, i);
+                matmul_rows_ref(want, x, n, w, T, n, d, i);
             }
             CHECK(close_to(got, want, (size_t)T * d, 3e-7f * n, n, 1e-6f), "matmul_rows n=%d d=%d T=%d", n, d, T);
             // each output has dot()'s bits: the tile sums its rows (vf_sum4) as dot sums one
@@ -133,14 +134,14 @@ static void test_matmul(void) {
             // the whole matmul, T tokens at once, equals each token alone, with any number of threads
             for (int threads = 1; threads <= 3; threads += 2) {
                 set_threads(threads);
-                matmul(got, x, wt, T, n, d);
+                matmul(got, x, wt, T, n, d, pad);
                 for (int t = 0; t < T; t++) {
-                    matmul(one, x + (size_t)t * n, wt, 1, n, d);
+                    matmul(one, x + (size_t)t * n, wt, 1, n, d, NULL);
                     CHECK(same_bits(one, got + (size_t)t * d, d * sizeof(float)), "matmul n=%d d=%d: token %d of %d differs alone (%d threads)", n, d, t, T, threads);
                 }
             }
             set_threads(1);
-            free(w); free(x); free(wt); free(got); free(want); free(one);
+            free(w); free(x); free(wt); free(got); free(want); free(one); free(pad);
         }
 }
 
